@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Varlink framing: every message is one JSON object followed by a NUL byte.
+ * A call is {"method": "iface.Method", "parameters": {...}, "oneway"?: bool,
+ * "more"?: bool}; a reply is {"parameters": {...}} or
+ * {"error": "iface.Error", "parameters": {...}}. */
+
+#define VARLINK_MAX_MESSAGE (1024 * 1024)
+
+#define TOKEND_INTERFACE "io.tokend"
+#define VARLINK_SERVICE_INTERFACE "org.varlink.service"
+
+/* Accumulates bytes from a stream and hands out complete messages. */
+struct varlink_reader {
+	char *buf;
+	size_t len;
+	size_t cap;
+	size_t max; /* largest message accepted, NUL excluded */
+};
+
+void varlink_reader_init(struct varlink_reader *r, size_t max);
+void varlink_reader_free(struct varlink_reader *r);
+/* Append bytes. -ENOMEM, or -EMSGSIZE when an unterminated message already
+ * exceeds the limit (the stream cannot be resynchronised: close it). */
+int varlink_reader_feed(struct varlink_reader *r, const void *data, size_t n);
+/* 1 and a malloc'd NUL-terminated message in *ret, 0 when no whole message is
+ * buffered yet, -ENOMEM. */
+int varlink_reader_next(struct varlink_reader *r, char **ret);
+bool varlink_reader_empty(const struct varlink_reader *r);
+
+struct varlink_call {
+	json_object *root;       /* owns everything below */
+	const char *method;      /* "iface.Method" */
+	json_object *parameters; /* always an object (empty when absent) */
+	bool oneway;
+	bool more;
+};
+
+/* Parse a call. On -EBADMSG *why names the problem (static text). */
+int varlink_call_parse(const char *text, struct varlink_call *call, const char **why);
+void varlink_call_done(struct varlink_call *call);
+
+/* Split "a.b.Method" into the interface ("a.b", copied to iface) and the
+ * method name. -EINVAL when the name has no interface part. */
+int varlink_method_split(const char *full, char *iface, size_t iface_len, const char **ret_name);
+
+/* Serialise a message (takes ownership of params, which may be NULL) into a
+ * malloc'd buffer including the terminating NUL; *ret_len counts the NUL. */
+char *varlink_reply_serialize(json_object *params, size_t *ret_len);
+char *varlink_error_serialize(const char *error, json_object *params, size_t *ret_len);
+char *varlink_call_serialize(const char *method, json_object *params, size_t *ret_len);
+
+/* Blocking client helpers (tokenctl, tests). */
+int varlink_connect(const char *path);
+/* Send one call and wait for its reply. On success *ret_reply is the whole
+ * reply object; *ret_error points into it when the reply is an error. */
+int varlink_call_sync(int fd, const char *method, json_object *params, int timeout_ms,
+		      json_object **ret_reply, const char **ret_error);

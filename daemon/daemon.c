@@ -1,0 +1,929 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <linux/rtnetlink.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "log.h"
+#include "nl.h"
+#include "rtnl.h"
+#include "server.h"
+#include "store.h"
+#include "tokens.h"
+
+#define DEFAULT_CONFIG TOKEND_SYSCONFDIR "/tokend/tokend.conf"
+
+struct daemon {
+	sd_event *event;
+	struct daemon_options opts;
+	char *config_path;
+	struct config *config;
+	char *state_file;
+	struct tokens *tokens;
+	struct nl_sock *req;
+	struct nl_sock *mon;
+	sd_event_source *mon_source;
+	sd_event_source *reconcile_timer;
+	sd_event_source *retry_timer;
+	struct server *server;
+	bool degraded;
+	char *degraded_reason;
+	bool ready;
+	uint64_t start_usec;
+	unsigned long long resyncs;
+	unsigned long long reconciles;
+};
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
+json_object *daemon_error_params(const char *message, ...)
+{
+	json_object *o = json_object_new_object();
+	va_list ap;
+	const char *key;
+
+	json_object_object_add(o, "message", json_object_new_string(message));
+	va_start(ap, message);
+	while ((key = va_arg(ap, const char *)))
+		json_object_object_add(o, key, va_arg(ap, json_object *));
+	va_end(ap);
+	return o;
+}
+
+/* --- config and state -------------------------------------------------- */
+
+static void log_config_errors(const struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		if (errs->v[i].line)
+			log_error("%s:%u: %s", errs->v[i].file, errs->v[i].line, errs->v[i].message);
+		else
+			log_error("%s: %s", errs->v[i].file, errs->v[i].message);
+	}
+}
+
+static int load_config(const struct daemon_options *o, struct config **ret)
+{
+	struct config_errors errs = {0};
+	const char *path = o->config_path ? o->config_path : DEFAULT_CONFIG;
+	int r;
+
+	r = config_load(path, NULL, o->config_explicit, ret, &errs);
+	if (r < 0) {
+		log_config_errors(&errs);
+		if (errs.n == 0)
+			log_error("%s: cannot read config: %s", path, strerror(-r));
+		else
+			log_error("%s: %zu error%s in config", path, errs.n, errs.n == 1 ? "" : "s");
+	}
+	config_errors_clear(&errs);
+	return r;
+}
+
+int daemon_check_config(const struct daemon_options *o)
+{
+	struct config *c = NULL;
+	int r = load_config(o, &c);
+
+	if (r == 0)
+		log_info("config OK: %zu token%s%s", c->n_tokens, c->n_tokens == 1 ? "" : "s",
+			 c->has_global ? " and a global token" : "");
+	config_free(c);
+	return r;
+}
+
+/* Write the state file; a copy of what it holds goes to the tokens only on
+ * success, so memory never runs ahead of the disk. */
+static int commit_state(struct daemon *d, struct store_state *next, char **ret_error)
+{
+	int r;
+
+	store_state_sort(next);
+	r = store_save(d->state_file, next, ret_error);
+	if (r < 0) {
+		store_state_free(next);
+		return r;
+	}
+	tokens_set_state(d->tokens, next);
+	return 0;
+}
+
+/* Every token the config may put into the kernel is recorded as owned
+ * before anything is written, and runtime entries that the config now
+ * declares give way to it. */
+static int adopt_config_into_state(struct daemon *d)
+{
+	const struct store_state *cur = tokens_state(d->tokens);
+	struct store_state next;
+	bool changed = false;
+	char *err = NULL;
+	int r;
+
+	if (d->degraded)
+		return 0;
+	r = store_state_copy(cur, &next);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < d->config->n_tokens; i++) {
+		const struct config_token *c = &d->config->tokens[i];
+		if (store_remove(&next.tokens, &next.n_tokens, c->ifname) == 0) {
+			log_notice("%s: runtime token dropped: %s now declares one", c->ifname, c->where);
+			changed = true;
+		}
+		if (!store_contains(next.owned, next.n_owned, c->ifname, &c->token)) {
+			r = store_add(&next.owned, &next.n_owned, c->ifname, &c->token);
+			changed = true;
+		}
+	}
+	if (d->config->has_global) {
+		const struct config_token *g = &d->config->global;
+		if (store_remove(&next.tokens, &next.n_tokens, "") == 0) {
+			log_notice("runtime global token dropped: %s now declares one", g->where);
+			changed = true;
+		}
+		if (!store_contains(next.owned, next.n_owned, "", &g->token)) {
+			r = store_add(&next.owned, &next.n_owned, "", &g->token);
+			changed = true;
+		}
+	}
+	if (r < 0 || !changed) {
+		store_state_free(&next);
+		return r;
+	}
+	r = commit_state(d, &next, &err);
+	if (r < 0) {
+		log_error("%s", err);
+		free(err);
+	}
+	return r;
+}
+
+static void load_state(struct daemon *d)
+{
+	struct store_state st = {0};
+	char *err = NULL;
+	int r;
+
+	r = store_load(d->state_file, &st, &err);
+	if (r < 0) {
+		/* Keep running on what the config declares, touch nothing we
+		 * cannot account for, and keep the file for inspection. */
+		d->degraded = true;
+		d->degraded_reason = err;
+		tokens_set_degraded(d->tokens, true);
+		log_error("%s; running degraded: config entries are kept, runtime changes are "
+			  "refused and nothing is removed until the file is repaired or moved away",
+			  err);
+		return;
+	}
+	tokens_set_state(d->tokens, &st);
+}
+
+static void apply_settings(struct daemon *d)
+{
+	struct tokens_settings s = {
+		.contest_repairs = d->config->contest_repairs,
+		.contest_window_usec = d->config->contest_window_usec,
+		.retry_min_usec = d->config->retry_min_usec,
+		.retry_max_usec = d->config->retry_max_usec,
+		.run_prefix = d->opts.run_prefix,
+	};
+
+	tokens_set_settings(d->tokens, &s);
+	if (d->opts.log_level >= 0)
+		log_set_level(d->opts.log_level);
+	else
+		log_set_level(d->config->log_level);
+}
+
+/* --- kernel ------------------------------------------------------------ */
+
+static void describe_msg(const struct nlmsghdr *nlh, const struct rtnl_link *l)
+{
+	char buf[256];
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	rtnl_link_describe(l, buf, sizeof(buf));
+	log_debug("netlink: %s family %u: %s", nl_type_name(NETLINK_ROUTE, nlh->nlmsg_type),
+		  ((const struct ifinfomsg *)mnl_nlmsg_get_payload(nlh))->ifi_family, buf);
+}
+
+static int on_rtnl_message(const struct nlmsghdr *nlh, void *data)
+{
+	struct daemon *d = data;
+	struct rtnl_link l;
+	struct rtnl_addr a;
+
+	switch (nlh->nlmsg_type) {
+	case RTM_NEWLINK:
+	case RTM_DELLINK:
+		if (rtnl_link_parse(nlh, &l) < 0)
+			return MNL_CB_OK;
+		describe_msg(nlh, &l);
+		/* An AF_INET6 RTM_DELLINK only says IPv6 went away. */
+		if (nlh->nlmsg_type == RTM_DELLINK &&
+		    ((const struct ifinfomsg *)mnl_nlmsg_get_payload(nlh))->ifi_family == AF_UNSPEC)
+			tokens_link_delete(d->tokens, l.ifindex);
+		else if (nlh->nlmsg_type == RTM_NEWLINK)
+			tokens_link_update(d->tokens, &l, now_usec());
+		break;
+	case RTM_NEWADDR:
+	case RTM_DELADDR:
+		if (rtnl_addr_parse(nlh, &a) < 0)
+			return MNL_CB_OK;
+		tokens_addr_update(d->tokens, &a, nlh->nlmsg_type == RTM_DELADDR);
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+static int dump(struct daemon *d, uint16_t type, uint8_t family)
+{
+	char buf[128];
+	int r = -EAGAIN;
+
+	/* A dump interrupted by a concurrent change is read again. */
+	for (int tries = 0; tries < 5 && r == -EAGAIN; tries++) {
+		struct nlmsghdr *nlh = rtnl_build_dump(buf, sizeof(buf), type, family);
+		r = nl_transact(d->req, nlh, on_rtnl_message, d, NULL);
+	}
+	return r;
+}
+
+/* Re-read every link and address: at start, after ENOBUFS, periodically. */
+static int resync(struct daemon *d)
+{
+	int r;
+
+	tokens_resync_begin(d->tokens);
+	r = dump(d, RTM_GETLINK, AF_UNSPEC);
+	if (r == 0)
+		r = dump(d, RTM_GETADDR, AF_INET6);
+	if (r < 0) {
+		log_warning("cannot read links from the kernel: %s; keeping what was known",
+			    strerror(-r));
+		return r;
+	}
+	tokens_resync_end(d->tokens);
+	d->resyncs++;
+	return 0;
+}
+
+static void on_action_done(uintptr_t cookie, const struct nl_ack *ack, void *data)
+{
+	struct daemon *d = data;
+	const struct tokens_action *a = (const struct tokens_action *)cookie;
+
+	tokens_action_done(d->tokens, a, ack, now_usec());
+}
+
+static void update_status(struct daemon *d)
+{
+	struct tokens_counts c;
+
+	tokens_counts(d->tokens, &c);
+	sd_notifyf(0,
+		   "STATUS=%s%u token%s held: %u applied, %u pending, %u absent, %u blocked, "
+		   "%u unsupported, %u contested, %u removing",
+		   d->degraded ? "DEGRADED (state file unreadable); " : "", c.held,
+		   c.held == 1 ? "" : "s", c.applied, c.pending, c.absent, c.blocked,
+		   c.unsupported, c.contested, c.removing);
+}
+
+static void arm_retry_timer(struct daemon *d)
+{
+	uint64_t next = tokens_next_retry(d->tokens);
+
+	if (next == UINT64_MAX) {
+		sd_event_source_set_enabled(d->retry_timer, SD_EVENT_OFF);
+		return;
+	}
+	sd_event_source_set_time(d->retry_timer, next);
+	sd_event_source_set_enabled(d->retry_timer, SD_EVENT_ONESHOT);
+}
+
+static void prune_owned(struct daemon *d)
+{
+	struct store_state next;
+	char *err = NULL;
+
+	if (!tokens_prune_owned(d->tokens, &next))
+		return;
+	if (commit_state(d, &next, &err) < 0) {
+		log_warning("%s; old records of applied tokens are kept", err);
+		free(err);
+	}
+}
+
+/* The one place that writes tokens to the kernel. */
+static void reconcile(struct daemon *d, bool all)
+{
+	struct tokens_action *actions = NULL;
+	struct nl_batch *b = NULL;
+	int n, r;
+
+	n = tokens_plan(d->tokens, now_usec(), all, &actions);
+	if (n < 0) {
+		log_error("cannot plan reconcile: %s", strerror(-n));
+		return;
+	}
+	d->reconciles++;
+	if (n > 0 && (r = nl_batch_new(d->req, &b)) < 0) {
+		log_error("cannot reconcile: %s", strerror(-r));
+		n = 0;
+	}
+	for (int i = 0; i < n; i++) {
+		size_t len;
+		struct nlmsghdr *nlh = nl_batch_msg(b, &len);
+		char tok[ADDR_TOKEN_STRLEN];
+
+		if (!nlh) {
+			nl_batch_flush(b, on_action_done, d);
+			nlh = nl_batch_msg(b, &len);
+		}
+		rtnl_build_set_token(nlh, len, actions[i].ifindex, &actions[i].token);
+		log_debug("%s: netlink RTM_SETLINK ifindex %d token %s", actions[i].ifname,
+			  actions[i].ifindex, addr_format(&actions[i].token, tok, sizeof(tok)));
+		nl_batch_add(b, (uintptr_t)&actions[i]);
+	}
+	if (b) {
+		nl_batch_flush(b, on_action_done, d);
+		nl_batch_free(b);
+	}
+	free(actions);
+	if (all)
+		prune_owned(d);
+	arm_retry_timer(d);
+	if (d->ready)
+		update_status(d);
+}
+
+static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
+{
+	struct daemon *d = data;
+	int r = nl_monitor_read(d->mon, on_rtnl_message, d);
+
+	if (r == -ENOBUFS) {
+		/* The kernel dropped events: what we know may be stale. Read
+		 * everything again with a bigger buffer. */
+		log_warning("netlink monitor overrun (ENOBUFS): re-reading all links");
+		nl_set_rcvbuf(d->mon, 16 * 1024 * 1024);
+		nl_monitor_read(d->mon, on_rtnl_message, d);
+		resync(d);
+		reconcile(d, true);
+		return 0;
+	}
+	if (r < 0)
+		log_warning("netlink monitor read failed: %s", strerror(-r));
+	if (tokens_dirty(d->tokens))
+		reconcile(d, false);
+	return 0;
+}
+
+static int on_reconcile_timer(sd_event_source *s, uint64_t usec, void *data)
+{
+	struct daemon *d = data;
+
+	log_debug("periodic reconcile");
+	resync(d);
+	reconcile(d, true);
+	sd_event_source_set_time(s, usec + d->config->reconcile_interval_usec);
+	return 0;
+}
+
+static int on_retry_timer(sd_event_source *s, uint64_t usec, void *data)
+{
+	struct daemon *d = data;
+
+	reconcile(d, false);
+	return 0;
+}
+
+static int open_netlink(struct daemon *d)
+{
+	static const unsigned groups[] = {RTNLGRP_LINK, RTNLGRP_IPV6_IFINFO, RTNLGRP_IPV6_IFADDR};
+	int r;
+
+	r = nl_open(NETLINK_ROUTE, true, &d->mon);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+		r = nl_join_group(d->mon, groups[i]);
+		if (r < 0)
+			return r;
+	}
+	nl_set_rcvbuf(d->mon, 4 * 1024 * 1024);
+	r = nl_open(NETLINK_ROUTE, false, &d->req);
+	if (r < 0)
+		return r;
+	return sd_event_add_io(d->event, &d->mon_source, nl_fd(d->mon), EPOLLIN, on_monitor, d);
+}
+
+/* --- signals and reload ------------------------------------------------ */
+
+static int reload(struct daemon *d)
+{
+	struct config *c = NULL, *old = d->config;
+	int r;
+
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_usec());
+	log_info("reloading %s", d->config_path);
+	r = load_config(&d->opts, &c);
+	if (r < 0) {
+		log_error("config reload failed; keeping the previous config");
+		sd_notify(0, "READY=1");
+		update_status(d);
+		return 0;
+	}
+	d->config = c;
+	tokens_set_config(d->tokens, c);
+	apply_settings(d);
+	config_free(old);
+	adopt_config_into_state(d);
+	reconcile(d, true);
+	sd_event_source_set_time_relative(d->reconcile_timer, c->reconcile_interval_usec);
+	log_info("config reloaded: %zu token%s%s", c->n_tokens, c->n_tokens == 1 ? "" : "s",
+		 c->has_global ? " and a global token" : "");
+	sd_notify(0, "READY=1");
+	update_status(d);
+	return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *data)
+{
+	return reload(data);
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *data)
+{
+	struct daemon *d = data;
+
+	/* Kernel state is left as it is: tokens outlive the daemon. */
+	log_info("stopping on signal %u; tokens stay in the kernel", si->ssi_signo);
+	sd_notify(0, "STOPPING=1");
+	return sd_event_exit(d->event, 0);
+}
+
+/* --- life cycle -------------------------------------------------------- */
+
+static char *path_join(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static int make_state_dir(const char *dir)
+{
+	char *copy = strdup(dir);
+
+	if (!copy)
+		return -ENOMEM;
+	for (char *p = copy + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
+			int r = -errno;
+			free(copy);
+			return r;
+		}
+		*p = '/';
+	}
+	free(copy);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int daemon_new(const struct daemon_options *o, struct daemon **ret)
+{
+	struct daemon *d = calloc(1, sizeof(*d));
+	struct tokens_settings ts = {0};
+	const char *state_dir;
+	int r;
+
+	if (!d)
+		return -ENOMEM;
+	d->opts = *o;
+	d->start_usec = now_usec();
+	d->config_path = strdup(o->config_path ? o->config_path : DEFAULT_CONFIG);
+	r = load_config(o, &d->config);
+	if (r < 0)
+		goto fail;
+	if (o->socket_path) {
+		free(d->config->socket_path);
+		d->config->socket_path = strdup(o->socket_path);
+	}
+	state_dir = o->state_dir ? o->state_dir : d->config->state_dir;
+	r = make_state_dir(state_dir);
+	if (r < 0) {
+		log_error("cannot create state directory %s: %s", state_dir, strerror(-r));
+		goto fail;
+	}
+	d->state_file = path_join(state_dir, STORE_FILE_NAME);
+	r = tokens_new(&ts, &d->tokens);
+	if (r < 0)
+		goto fail;
+	apply_settings(d);
+	tokens_set_config(d->tokens, d->config);
+	load_state(d);
+	adopt_config_into_state(d);
+
+	r = sd_event_default(&d->event);
+	if (r < 0)
+		goto fail;
+	r = open_netlink(d);
+	if (r < 0) {
+		log_error("cannot open rtnetlink: %s", strerror(-r));
+		goto fail;
+	}
+	r = server_new(d, d->event,
+		       &(struct server_options){
+			       .path = d->config->socket_path,
+			       .socket_group = d->config->socket_group,
+			       .admin_group = d->config->admin_group,
+			       .max_clients = d->config->max_clients,
+			       .client_timeout_usec = d->config->client_timeout_usec,
+		       },
+		       &d->server);
+	if (r < 0)
+		goto fail;
+	*ret = d;
+	return 0;
+fail:
+	daemon_free(d);
+	return r < 0 ? r : -EINVAL;
+}
+
+void daemon_free(struct daemon *d)
+{
+	if (!d)
+		return;
+	server_free(d->server);
+	sd_event_source_unref(d->mon_source);
+	sd_event_source_unref(d->reconcile_timer);
+	sd_event_source_unref(d->retry_timer);
+	nl_close(d->mon);
+	nl_close(d->req);
+	tokens_free(d->tokens);
+	config_free(d->config);
+	sd_event_unref(d->event);
+	free(d->config_path);
+	free(d->state_file);
+	free(d->degraded_reason);
+	free(d);
+}
+
+int daemon_run(struct daemon *d)
+{
+	sigset_t mask;
+	int r;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sd_event_add_signal(d->event, NULL, SIGTERM, on_sigterm, d);
+	sd_event_add_signal(d->event, NULL, SIGINT, on_sigterm, d);
+	sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d);
+	r = sd_event_add_time_relative(d->event, &d->reconcile_timer, CLOCK_MONOTONIC,
+				       d->config->reconcile_interval_usec, 0, on_reconcile_timer, d);
+	if (r < 0)
+		return 1;
+	sd_event_source_set_enabled(d->reconcile_timer, SD_EVENT_ON);
+	r = sd_event_add_time(d->event, &d->retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+			      on_retry_timer, d);
+	if (r < 0)
+		return 1;
+
+	/* Adopt what the kernel has: nothing right is removed and re-added. */
+	r = resync(d);
+	if (r < 0)
+		return 1;
+	reconcile(d, true);
+	d->ready = true;
+	log_info("tokend %s ready: config %s, state %s, socket %s", TOKEND_VERSION, d->config_path,
+		 d->state_file, d->config->socket_path);
+	sd_notify(0, "READY=1");
+	update_status(d);
+	r = sd_event_loop(d->event);
+	return r < 0 ? 1 : 0;
+}
+
+/* --- operations -------------------------------------------------------- */
+
+static const char *name_or_global(const char *ifname)
+{
+	return ifname && *ifname ? ifname : "global";
+}
+
+static json_object *json_name(const char *ifname)
+{
+	return ifname && *ifname ? json_object_new_string(ifname) : NULL;
+}
+
+/* Shared checks of every change: the interface name, degraded mode and
+ * entries the config owns. */
+static int check_change(struct daemon *d, const char *ifname, json_object **ret,
+			const char **ret_error)
+{
+	const char *why;
+	const struct config_token *c;
+	char msg[512];
+
+	if (ifname && addr_ifname_valid(ifname, &why) < 0) {
+		snprintf(msg, sizeof(msg), "invalid interface name \"%s\": %s", ifname, why);
+		*ret_error = "io.tokend.InvalidInterface";
+		*ret = daemon_error_params(msg, "interface", json_object_new_string(ifname), "reason",
+					   json_object_new_string(why), NULL);
+		return -EINVAL;
+	}
+	if (d->degraded) {
+		snprintf(msg, sizeof(msg), "runtime changes are refused while tokend runs degraded: %s",
+			 d->degraded_reason);
+		*ret_error = "io.tokend.Degraded";
+		*ret = daemon_error_params(msg, "reason", json_object_new_string(d->degraded_reason),
+					   NULL);
+		return -EROFS;
+	}
+	c = tokens_config_entry(d->tokens, ifname ? ifname : "");
+	if (c) {
+		snprintf(msg, sizeof(msg),
+			 "the %s token is declared in %s; change it there and reload tokend",
+			 ifname ? ifname : "global", c->where);
+		*ret_error = "io.tokend.ConfigEntry";
+		*ret = daemon_error_params(msg, "interface", json_name(ifname), "file",
+					   json_object_new_string(c->where), NULL);
+		return -EPERM;
+	}
+	return 0;
+}
+
+static int state_write_failed(struct daemon *d, char *err, json_object **ret,
+			      const char **ret_error)
+{
+	char msg[600];
+
+	snprintf(msg, sizeof(msg), "%s; nothing was changed", err ? err : "cannot write state");
+	log_error("%s", msg);
+	*ret_error = "io.tokend.StateWriteFailed";
+	*ret = daemon_error_params(msg, "file", json_object_new_string(d->state_file), "reason",
+				   json_object_new_string(err ? err : ""), NULL);
+	free(err);
+	return -EIO;
+}
+
+static int no_such_entry(const char *ifname, json_object **ret, const char **ret_error)
+{
+	char msg[128];
+
+	if (ifname)
+		snprintf(msg, sizeof(msg), "no token is held for %s", ifname);
+	else
+		snprintf(msg, sizeof(msg), "no runtime global token is held");
+	*ret_error = "io.tokend.NoSuchEntry";
+	*ret = daemon_error_params(msg, "interface", json_name(ifname), NULL);
+	return -ENOENT;
+}
+
+int daemon_list_tokens(struct daemon *d, const char *ifname, json_object **ret,
+		       const char **ret_error)
+{
+	int r = tokens_list_json(d->tokens, ifname, ret);
+
+	if (r == -ENOENT)
+		return no_such_entry(ifname, ret, ret_error);
+	if (r < 0) {
+		*ret_error = "io.tokend.InternalError";
+		*ret = daemon_error_params(strerror(-r), NULL);
+	}
+	return r;
+}
+
+int daemon_set_token(struct daemon *d, const struct daemon_caller *c, const char *ifname,
+		     const char *text, json_object **ret, const char **ret_error)
+{
+	const char *name = ifname ? ifname : "", *why;
+	const struct store_entry *cur;
+	struct store_state next;
+	struct in6_addr token;
+	char tok[ADDR_TOKEN_STRLEN], msg[512], *err = NULL;
+	bool changed = true;
+	int r;
+
+	if (addr_token_parse(text, &token, &why) < 0 || addr_token_is_zero(&token)) {
+		if (addr_token_parse(text, &token, &why) == 0)
+			why = "\"::\" means no token; use delete to remove one";
+		snprintf(msg, sizeof(msg), "invalid token \"%s\": %s", text, why);
+		*ret_error = "io.tokend.InvalidToken";
+		*ret = daemon_error_params(msg, "token", json_object_new_string(text), "reason",
+					   json_object_new_string(why), NULL);
+		return -EINVAL;
+	}
+	r = check_change(d, ifname, ret, ret_error);
+	if (r < 0)
+		return r;
+	addr_format(&token, tok, sizeof(tok));
+	cur = tokens_runtime_entry(d->tokens, name);
+	if (cur && memcmp(&cur->token, &token, sizeof(token)) == 0) {
+		changed = false;
+		tokens_resume(d->tokens, ifname, NULL);
+	} else {
+		r = store_state_copy(tokens_state(d->tokens), &next);
+		if (r < 0)
+			return state_write_failed(d, strdup("out of memory"), ret, ret_error);
+		store_remove(&next.tokens, &next.n_tokens, name);
+		if (store_add(&next.tokens, &next.n_tokens, name, &token) < 0 ||
+		    (!store_contains(next.owned, next.n_owned, name, &token) &&
+		     store_add(&next.owned, &next.n_owned, name, &token) < 0)) {
+			store_state_free(&next);
+			return state_write_failed(d, strdup("out of memory"), ret, ret_error);
+		}
+		r = commit_state(d, &next, &err);
+		if (r < 0)
+			return state_write_failed(d, err, ret, ret_error);
+		log_info("%s: token %s set (uid %u, pid %d)", name_or_global(ifname), tok,
+			 (unsigned)c->uid, (int)c->pid);
+	}
+	reconcile(d, false);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "changed", json_object_new_boolean(changed));
+	json_object_object_add(*ret, "entry", ifname ? tokens_entry_json(d->tokens, ifname) : NULL);
+	return 0;
+}
+
+static int remove_runtime(struct daemon *d, const char *name, char **err)
+{
+	struct store_state next;
+	int r = store_state_copy(tokens_state(d->tokens), &next);
+
+	if (r < 0) {
+		*err = strdup("out of memory");
+		return r;
+	}
+	store_remove(&next.tokens, &next.n_tokens, name);
+	return commit_state(d, &next, err);
+}
+
+int daemon_delete_token(struct daemon *d, const struct daemon_caller *c, const char *ifname,
+			json_object **ret, const char **ret_error)
+{
+	const char *name = ifname ? ifname : "";
+	char *err = NULL;
+	int r;
+
+	r = check_change(d, ifname, ret, ret_error);
+	if (r < 0)
+		return r;
+	if (!tokens_runtime_entry(d->tokens, name))
+		return no_such_entry(ifname, ret, ret_error);
+	r = remove_runtime(d, name, &err);
+	if (r < 0)
+		return state_write_failed(d, err, ret, ret_error);
+	log_info("%s: token deleted (uid %u, pid %d)", name_or_global(ifname), (unsigned)c->uid,
+		 (int)c->pid);
+	reconcile(d, false);
+	*ret = json_object_new_object();
+	return 0;
+}
+
+static void add_kept(json_object *kept, const char *ifname, const char *where)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "interface", json_name(ifname));
+	json_object_object_add(o, "file", json_object_new_string(where));
+	json_object_array_add(kept, o);
+}
+
+int daemon_flush_tokens(struct daemon *d, const struct daemon_caller *c, const char *ifname,
+			json_object **ret, const char **ret_error)
+{
+	const struct store_state *cur = tokens_state(d->tokens);
+	json_object *removed = json_object_new_array(), *kept = json_object_new_array();
+	struct store_state next;
+	const char *why;
+	char *err = NULL;
+	int r;
+
+	if (ifname && addr_ifname_valid(ifname, &why) < 0) {
+		json_object_put(removed);
+		json_object_put(kept);
+		return check_change(d, ifname, ret, ret_error);
+	}
+	for (size_t i = 0; d->config && i < d->config->n_tokens; i++)
+		if (!ifname || strcmp(ifname, d->config->tokens[i].ifname) == 0)
+			add_kept(kept, d->config->tokens[i].ifname, d->config->tokens[i].where);
+	if (!ifname && d->config->has_global)
+		add_kept(kept, NULL, d->config->global.where);
+	if (store_state_copy(cur, &next) < 0) {
+		json_object_put(removed);
+		json_object_put(kept);
+		return state_write_failed(d, strdup("out of memory"), ret, ret_error);
+	}
+	next.n_tokens = 0;
+	for (size_t i = 0; i < cur->n_tokens; i++) {
+		const struct store_entry *e = &cur->tokens[i];
+		if (!ifname || strcmp(ifname, e->ifname) == 0)
+			json_object_array_add(removed, json_name(e->ifname));
+		else
+			next.tokens[next.n_tokens++] = *e;
+	}
+	if (json_object_array_length(removed) > 0 && d->degraded) {
+		store_state_free(&next);
+		json_object_put(removed);
+		json_object_put(kept);
+		return check_change(d, NULL, ret, ret_error);
+	}
+	if (json_object_array_length(removed) > 0) {
+		r = commit_state(d, &next, &err);
+		if (r < 0) {
+			json_object_put(removed);
+			json_object_put(kept);
+			return state_write_failed(d, err, ret, ret_error);
+		}
+		log_info("%s: %zu runtime token%s flushed (uid %u, pid %d)",
+			 ifname ? ifname : "all", json_object_array_length(removed),
+			 json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
+			 (int)c->pid);
+	} else {
+		store_state_free(&next);
+	}
+	reconcile(d, false);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "removed", removed);
+	json_object_object_add(*ret, "kept", kept);
+	return 0;
+}
+
+int daemon_resume_token(struct daemon *d, const struct daemon_caller *c, const char *ifname,
+			json_object **ret, const char **ret_error)
+{
+	json_object *names = json_object_new_array();
+	unsigned n = tokens_resume(d->tokens, ifname, names);
+
+	if (n > 0)
+		log_info("%u contested token%s resumed (uid %u, pid %d)", n, n == 1 ? "" : "s",
+			 (unsigned)c->uid, (int)c->pid);
+	reconcile(d, false);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "resumed", names);
+	return 0;
+}
+
+int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_error)
+{
+	struct tokens_counts c;
+	json_object *o = json_object_new_object(), *counts = json_object_new_object(), *files;
+
+	tokens_counts(d->tokens, &c);
+	json_object_object_add(o, "version", json_object_new_string(TOKEND_VERSION));
+	json_object_object_add(o, "pid", json_object_new_int(getpid()));
+	json_object_object_add(o, "uptime_usec", json_object_new_int64((int64_t)(now_usec() - d->start_usec)));
+	files = json_object_new_array();
+	for (char **f = d->config->files; f && *f; f++)
+		json_object_array_add(files, json_object_new_string(*f));
+	json_object_object_add(o, "config_files", files);
+	json_object_object_add(o, "state_file", json_object_new_string(d->state_file));
+	json_object_object_add(o, "degraded", json_object_new_boolean(d->degraded));
+	json_object_object_add(o, "degraded_reason",
+			       d->degraded_reason ? json_object_new_string(d->degraded_reason) : NULL);
+	json_object_object_add(counts, "held", json_object_new_int((int)c.held));
+	json_object_object_add(counts, "applied", json_object_new_int((int)c.applied));
+	json_object_object_add(counts, "pending", json_object_new_int((int)c.pending));
+	json_object_object_add(counts, "absent", json_object_new_int((int)c.absent));
+	json_object_object_add(counts, "blocked", json_object_new_int((int)c.blocked));
+	json_object_object_add(counts, "unsupported", json_object_new_int((int)c.unsupported));
+	json_object_object_add(counts, "contested", json_object_new_int((int)c.contested));
+	json_object_object_add(counts, "removing", json_object_new_int((int)c.removing));
+	json_object_object_add(o, "counts", counts);
+	json_object_object_add(o, "repairs", json_object_new_int64((int64_t)c.repairs));
+	json_object_object_add(o, "resyncs", json_object_new_int64((int64_t)d->resyncs));
+	json_object_object_add(o, "reconciles", json_object_new_int64((int64_t)d->reconciles));
+	*ret = o;
+	return 0;
+}

@@ -1,0 +1,731 @@
+/* SPDX-License-Identifier: MIT */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "varlink.h"
+
+#define SERVER_MAX_OUTPUT (4 * 1024 * 1024)
+#define SERVER_MAX_GROUPS 256
+
+struct client {
+	struct server *server;
+	int fd;
+	sd_event_source *io;
+	sd_event_source *timer;
+	struct varlink_reader in;
+	char *out;
+	size_t out_len, out_off;
+	bool closing; /* close once the output is flushed */
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	gid_t groups[SERVER_MAX_GROUPS];
+	int n_groups;
+	struct client *next, *prev;
+};
+
+struct server {
+	struct daemon *daemon;
+	sd_event *event;
+	struct server_options opts;
+	char *path;
+	bool own_path; /* we created the socket file: remove it on exit */
+	int fd;
+	sd_event_source *listen_source;
+	gid_t admin_gid;
+	bool have_admin_gid;
+	struct client *clients;
+	unsigned n_clients;
+};
+
+static void client_free(struct client *c)
+{
+	struct server *s;
+
+	if (!c)
+		return;
+	s = c->server;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->n_clients--;
+	sd_event_source_disable_unref(c->io);
+	sd_event_source_disable_unref(c->timer);
+	close(c->fd);
+	varlink_reader_free(&c->in);
+	free(c->out);
+	free(c);
+}
+
+/* --- output ------------------------------------------------------------ */
+
+static int client_flush(struct client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -errno;
+		}
+		c->out_off += (size_t)n;
+	}
+	if (c->out_off == c->out_len) {
+		c->out_off = c->out_len = 0;
+		if (c->closing)
+			return -ECONNRESET;
+	}
+	sd_event_source_set_io_events(c->io, EPOLLIN | (c->out_len ? EPOLLOUT : 0));
+	return 0;
+}
+
+static int client_queue(struct client *c, char *msg, size_t len)
+{
+	char *p;
+
+	if (!msg)
+		return -ENOMEM;
+	/* A client that does not read its replies cannot make us hold
+	 * unbounded memory. */
+	if (c->out_len - c->out_off + len > SERVER_MAX_OUTPUT) {
+		free(msg);
+		return -ENOBUFS;
+	}
+	if (c->out_off > 0) {
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+	}
+	p = realloc(c->out, c->out_len + len);
+	if (!p) {
+		free(msg);
+		return -ENOMEM;
+	}
+	c->out = p;
+	memcpy(c->out + c->out_len, msg, len);
+	c->out_len += len;
+	free(msg);
+	return 0;
+}
+
+static int reply(struct client *c, json_object *params)
+{
+	size_t len = 0;
+	char *msg = varlink_reply_serialize(params, &len);
+
+	return client_queue(c, msg, len);
+}
+
+static int reply_error(struct client *c, const char *error, json_object *params)
+{
+	size_t len = 0;
+	char *msg = varlink_error_serialize(error, params, &len);
+
+	return client_queue(c, msg, len);
+}
+
+/* --- access ------------------------------------------------------------ */
+
+static bool client_is_admin(const struct client *c)
+{
+	const struct server *s = c->server;
+
+	if (c->uid == 0)
+		return true;
+	if (!s->have_admin_gid)
+		return false;
+	if (c->gid == s->admin_gid)
+		return true;
+	for (int i = 0; i < c->n_groups; i++)
+		if (c->groups[i] == s->admin_gid)
+			return true;
+	return false;
+}
+
+static int client_read_creds(struct client *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	c->uid = cred.uid;
+	c->gid = cred.gid;
+	c->pid = cred.pid;
+	len = sizeof(c->groups);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) < 0) {
+		/* ERANGE: more groups than we keep; the primary group and
+		 * uid still count. */
+		c->n_groups = 0;
+		return 0;
+	}
+	c->n_groups = (int)(len / sizeof(gid_t));
+	return 0;
+}
+
+/* --- dispatch ---------------------------------------------------------- */
+
+enum param_type { P_STRING, P_STRING_OR_NULL };
+
+struct param_spec {
+	const char *name;
+	enum param_type type;
+	bool required;
+};
+
+/* Refuse unknown, missing and mistyped parameters. */
+static int check_params(struct client *c, json_object *params, const struct param_spec *spec)
+{
+	json_object_object_foreach(params, key, val)
+	{
+		const struct param_spec *p = spec;
+		bool ok;
+
+		while (p->name && strcmp(p->name, key) != 0)
+			p++;
+		if (!p->name)
+			goto bad;
+		ok = json_object_is_type(val, json_type_string) ||
+		     (p->type == P_STRING_OR_NULL && json_object_is_type(val, json_type_null));
+		if (!ok)
+			goto bad;
+		continue;
+	bad:
+		reply_error(c, "org.varlink.service.InvalidParameter",
+			    daemon_error_params(p->name ? "parameter has the wrong type"
+							: "unknown parameter",
+						"parameter", json_object_new_string(key), NULL));
+		return -EINVAL;
+	}
+	for (const struct param_spec *p = spec; p->name; p++)
+		if (p->required && !json_object_object_get_ex(params, p->name, NULL)) {
+			reply_error(c, "org.varlink.service.InvalidParameter",
+				    daemon_error_params("missing parameter", "parameter",
+							json_object_new_string(p->name), NULL));
+			return -EINVAL;
+		}
+	return 0;
+}
+
+static const char *param_str(json_object *params, const char *name)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(params, name, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+typedef int (*op_read_t)(struct daemon *d, const char *ifname, json_object **ret,
+			 const char **ret_error);
+typedef int (*op_change_t)(struct daemon *d, const struct daemon_caller *c, const char *ifname,
+			   json_object **ret, const char **ret_error);
+
+static const struct param_spec spec_iface[] = {{"interface", P_STRING_OR_NULL, false}, {NULL}};
+static const struct param_spec spec_set[] = {{"interface", P_STRING_OR_NULL, false},
+					     {"token", P_STRING, true},
+					     {NULL}};
+static const struct param_spec spec_none[] = {{NULL}};
+
+static int finish(struct client *c, int r, json_object *out, const char *error)
+{
+	if (r < 0)
+		return reply_error(c, error ? error : "io.tokend.InternalError", out);
+	return reply(c, out);
+}
+
+static int permission_denied(struct client *c, const char *method)
+{
+	const struct server *s = c->server;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s needs root or membership of group %s (uid %u is neither)",
+		 method, s->have_admin_gid ? s->opts.admin_group : "(admin group missing)",
+		 (unsigned)c->uid);
+	log_notice("refused %s from uid %u pid %d: not an admin", method, (unsigned)c->uid,
+		   (int)c->pid);
+	return reply_error(c, "io.tokend.PermissionDenied",
+			   daemon_error_params(msg, "uid", json_object_new_int64(c->uid),
+					       "required",
+					       json_object_new_string(s->opts.admin_group ?
+									      s->opts.admin_group :
+									      "root"),
+					       NULL));
+}
+
+static int dispatch_tokend(struct client *c, const char *name, json_object *params)
+{
+	static const struct {
+		const char *name;
+		op_change_t op;
+	} changes[] = {
+		{"DeleteToken", daemon_delete_token},
+		{"FlushTokens", daemon_flush_tokens},
+		{"ResumeToken", daemon_resume_token},
+	};
+	struct daemon *d = c->server->daemon;
+	struct daemon_caller who = {.uid = c->uid, .pid = c->pid};
+	json_object *out = NULL;
+	const char *error = NULL;
+	int r;
+
+	if (strcmp(name, "ListTokens") == 0) {
+		if (check_params(c, params, spec_iface) < 0)
+			return 0;
+		r = daemon_list_tokens(d, param_str(params, "interface"), &out, &error);
+		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "GetStatus") == 0) {
+		if (check_params(c, params, spec_none) < 0)
+			return 0;
+		r = daemon_get_status(d, &out, &error);
+		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "SetToken") == 0) {
+		if (check_params(c, params, spec_set) < 0)
+			return 0;
+		if (!client_is_admin(c))
+			return permission_denied(c, "SetToken");
+		r = daemon_set_token(d, &who, param_str(params, "interface"),
+				     param_str(params, "token"), &out, &error);
+		return finish(c, r, out, error);
+	}
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		if (strcmp(name, changes[i].name) != 0)
+			continue;
+		if (check_params(c, params, spec_iface) < 0)
+			return 0;
+		if (!client_is_admin(c))
+			return permission_denied(c, changes[i].name);
+		r = changes[i].op(d, &who, param_str(params, "interface"), &out, &error);
+		return finish(c, r, out, error);
+	}
+	return -ENOENT;
+}
+
+static const char tokend_idl[] =
+	"# tokend: IPv6 interface tokens held and kept by the daemon.\n"
+	"interface io.tokend\n\n"
+	"type Entry (\n  interface: string,\n  ifindex: ?int,\n  token: string,\n"
+	"  origin: string,\n  source: string,\n  file: ?string,\n  state: string,\n"
+	"  reason: ?string,\n  kernel_token: ?string,\n  addresses: []string\n)\n\n"
+	"type Global (token: string, source: string, file: ?string, match: []string)\n\n"
+	"type Kept (interface: ?string, file: string)\n\n"
+	"type Counts (held: int, applied: int, pending: int, absent: int, blocked: int,\n"
+	"  unsupported: int, contested: int, removing: int)\n\n"
+	"method ListTokens(interface: ?string) -> (global: ?Global, entries: []Entry)\n"
+	"method SetToken(interface: ?string, token: string) -> (changed: bool, entry: ?Entry)\n"
+	"method DeleteToken(interface: ?string) -> ()\n"
+	"method FlushTokens(interface: ?string) -> (removed: []?string, kept: []Kept)\n"
+	"method ResumeToken(interface: ?string) -> (resumed: []string)\n"
+	"method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
+	"  config_files: []string, state_file: string, degraded: bool,\n"
+	"  degraded_reason: ?string, counts: Counts, repairs: int, resyncs: int,\n"
+	"  reconciles: int)\n\n"
+	"error InvalidMessage (message: string, reason: string)\n"
+	"error TooManyClients (message: string, limit: int)\n"
+	"error PermissionDenied (message: string, uid: int, required: string)\n"
+	"error InvalidToken (message: string, token: string, reason: string)\n"
+	"error InvalidInterface (message: string, interface: string, reason: string)\n"
+	"error ConfigEntry (message: string, interface: ?string, file: string)\n"
+	"error NoSuchEntry (message: string, interface: ?string)\n"
+	"error StateWriteFailed (message: string, file: string, reason: string)\n"
+	"error Degraded (message: string, reason: string)\n"
+	"error InternalError (message: string)\n";
+
+static int dispatch_service(struct client *c, const char *name, json_object *params)
+{
+	json_object *out;
+
+	if (strcmp(name, "GetInfo") == 0) {
+		json_object *ifaces = json_object_new_array();
+
+		if (check_params(c, params, spec_none) < 0)
+			return 0;
+		out = json_object_new_object();
+		json_object_object_add(out, "vendor", json_object_new_string("tokend"));
+		json_object_object_add(out, "product", json_object_new_string("tokend"));
+		json_object_object_add(out, "version", json_object_new_string(TOKEND_VERSION));
+		json_object_object_add(out, "url", json_object_new_string("https://tokend.invalid/"));
+		json_object_array_add(ifaces, json_object_new_string(VARLINK_SERVICE_INTERFACE));
+		json_object_array_add(ifaces, json_object_new_string(TOKEND_INTERFACE));
+		json_object_object_add(out, "interfaces", ifaces);
+		return reply(c, out);
+	}
+	if (strcmp(name, "GetInterfaceDescription") == 0) {
+		static const struct param_spec spec[] = {{"interface", P_STRING, true}, {NULL}};
+		const char *iface;
+
+		if (check_params(c, params, spec) < 0)
+			return 0;
+		iface = param_str(params, "interface");
+		out = json_object_new_object();
+		if (strcmp(iface, TOKEND_INTERFACE) == 0) {
+			json_object_object_add(out, "description", json_object_new_string(tokend_idl));
+			return reply(c, out);
+		}
+		if (strcmp(iface, VARLINK_SERVICE_INTERFACE) == 0) {
+			json_object_object_add(out, "description", json_object_new_string(
+				"interface org.varlink.service\n"
+				"method GetInfo() -> (vendor: string, product: string, "
+				"version: string, url: string, interfaces: []string)\n"
+				"method GetInterfaceDescription(interface: string) -> "
+				"(description: string)\n"));
+			return reply(c, out);
+		}
+		json_object_put(out);
+		return reply_error(c, "org.varlink.service.InterfaceNotFound",
+				   daemon_error_params("no such interface", "interface",
+						       json_object_new_string(iface), NULL));
+	}
+	return -ENOENT;
+}
+
+/* Handle one message. A negative return closes the connection. */
+static int client_handle(struct client *c, const char *text)
+{
+	struct varlink_call call;
+	char iface[256];
+	const char *name, *why;
+	size_t before = c->out_len;
+	int r;
+
+	r = varlink_call_parse(text, &call, &why);
+	if (r < 0) {
+		reply_error(c, "io.tokend.InvalidMessage",
+			    daemon_error_params(why, "reason", json_object_new_string(why), NULL));
+		c->closing = true;
+		return 0;
+	}
+	if (varlink_method_split(call.method, iface, sizeof(iface), &name) < 0) {
+		r = reply_error(c, "org.varlink.service.InterfaceNotFound",
+				daemon_error_params("method has no interface part", "interface",
+						    json_object_new_string(call.method), NULL));
+		goto done;
+	}
+	if (strcmp(iface, TOKEND_INTERFACE) == 0)
+		r = dispatch_tokend(c, name, call.parameters);
+	else if (strcmp(iface, VARLINK_SERVICE_INTERFACE) == 0)
+		r = dispatch_service(c, name, call.parameters);
+	else {
+		r = reply_error(c, "org.varlink.service.InterfaceNotFound",
+				daemon_error_params("no such interface", "interface",
+						    json_object_new_string(iface), NULL));
+		goto done;
+	}
+	if (r == -ENOENT)
+		r = reply_error(c, "org.varlink.service.MethodNotFound",
+				daemon_error_params("no such method", "method",
+						    json_object_new_string(call.method), NULL));
+done:
+	/* A oneway call gets no reply: drop what was queued for it. */
+	if (call.oneway && r >= 0)
+		c->out_len = before;
+	varlink_call_done(&call);
+	return r;
+}
+
+static void client_arm_timer(struct client *c)
+{
+	/* Only an unfinished message runs the clock. */
+	if (varlink_reader_empty(&c->in)) {
+		sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+		return;
+	}
+	if (sd_event_source_get_enabled(c->timer, NULL) > 0)
+		return;
+	sd_event_source_set_time_relative(c->timer, c->server->opts.client_timeout_usec);
+	sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+}
+
+static int client_read(struct client *c)
+{
+	char buf[65536];
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	char *msg;
+	int r;
+
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if (n == 0)
+		return -ECONNRESET;
+	r = varlink_reader_feed(&c->in, buf, (size_t)n);
+	if (r == -EMSGSIZE) {
+		reply_error(c, "io.tokend.InvalidMessage",
+			    daemon_error_params("message longer than 1 MiB", "reason",
+						json_object_new_string("message too long"), NULL));
+		varlink_reader_free(&c->in);
+		c->closing = true;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	while (!c->closing && (r = varlink_reader_next(&c->in, &msg)) > 0) {
+		r = client_handle(c, msg);
+		free(msg);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return r;
+	client_arm_timer(c);
+	return 0;
+}
+
+static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *data)
+{
+	struct client *c = data;
+	int r = 0;
+
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		if (!c->closing)
+			r = client_read(c);
+		else if (revents & (EPOLLHUP | EPOLLERR))
+			r = -ECONNRESET;
+	}
+	if (r >= 0)
+		r = client_flush(c);
+	if (r < 0)
+		client_free(c);
+	return 0;
+}
+
+static int on_client_timeout(sd_event_source *src, uint64_t usec, void *data)
+{
+	struct client *c = data;
+
+	log_debug("client uid %u pid %d left a message unfinished; disconnecting",
+		  (unsigned)c->uid, (int)c->pid);
+	client_free(c);
+	return 0;
+}
+
+static void refuse_busy(struct server *s, int fd)
+{
+	size_t len = 0;
+	char *msg = varlink_error_serialize(
+		"io.tokend.TooManyClients",
+		daemon_error_params("too many clients; try again later", "limit",
+				    json_object_new_int((int)s->opts.max_clients), NULL),
+		&len);
+
+	if (msg)
+		(void)!send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	free(msg);
+	close(fd);
+}
+
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
+{
+	struct server *s = data;
+	struct client *c;
+	int cfd;
+
+	cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (cfd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			log_warning("accept on %s failed: %m", s->path);
+		return 0;
+	}
+	if (s->n_clients >= s->opts.max_clients) {
+		refuse_busy(s, cfd);
+		return 0;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(cfd);
+		return 0;
+	}
+	c->server = s;
+	c->fd = cfd;
+	varlink_reader_init(&c->in, VARLINK_MAX_MESSAGE);
+	c->next = s->clients;
+	if (s->clients)
+		s->clients->prev = c;
+	s->clients = c;
+	s->n_clients++;
+	if (client_read_creds(c) < 0 ||
+	    sd_event_add_io(s->event, &c->io, cfd, EPOLLIN, on_client_io, c) < 0 ||
+	    sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+			      on_client_timeout, c) < 0) {
+		client_free(c);
+		return 0;
+	}
+	sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+	return 0;
+}
+
+/* --- listening --------------------------------------------------------- */
+
+static int lookup_group(const char *name, gid_t *ret)
+{
+	struct group *g;
+
+	if (!name || !*name)
+		return -ENOENT;
+	errno = 0;
+	g = getgrnam(name);
+	if (!g)
+		return errno ? -errno : -ENOENT;
+	*ret = g->gr_gid;
+	return 0;
+}
+
+/* Bind under a temporary name with the final mode (the umask does it, so
+ * there is no chmod window), give it its group, then rename it into place:
+ * clients never see the socket with other permissions. */
+static int listen_on_path(struct server *s)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char tmp[sizeof(sa.sun_path)];
+	gid_t gid;
+	mode_t old;
+	int fd, r;
+
+	if (strlen(s->path) + 16 >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", s->path, (int)getpid());
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", tmp);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(tmp);
+	old = umask(0117);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (lookup_group(s->opts.socket_group, &gid) == 0) {
+		if (chown(tmp, (uid_t)-1, gid) < 0) {
+			r = -errno;
+			log_error("cannot give %s to group %s: %m", tmp, s->opts.socket_group);
+			goto fail_unlink;
+		}
+	} else {
+		log_warning("socket group %s does not exist; only the daemon's own group can "
+			    "connect to %s", s->opts.socket_group ? s->opts.socket_group : "(none)",
+			    s->path);
+	}
+	if (listen(fd, 128) < 0 || rename(tmp, s->path) < 0) {
+		r = -errno;
+		goto fail_unlink;
+	}
+	s->fd = fd;
+	s->own_path = true;
+	return 0;
+fail_unlink:
+	unlink(tmp);
+fail:
+	close(fd);
+	return r;
+}
+
+static int make_parent_dir(const char *path)
+{
+	char *dir = strdup(path), *slash;
+	int r = 0;
+
+	if (!dir)
+		return -ENOMEM;
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			r = -errno;
+	}
+	free(dir);
+	return r;
+}
+
+int server_new(struct daemon *d, sd_event *event, const struct server_options *o,
+	       struct server **ret)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	int n, r;
+
+	if (!s)
+		return -ENOMEM;
+	s->daemon = d;
+	s->event = event;
+	s->opts = *o;
+	s->fd = -1;
+	s->path = strdup(o->path);
+	if (!s->path) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->have_admin_gid = lookup_group(o->admin_group, &s->admin_gid) == 0;
+	if (!s->have_admin_gid)
+		log_warning("admin group %s does not exist: only root can change tokens",
+			    o->admin_group ? o->admin_group : "(none)");
+
+	n = sd_listen_fds(1);
+	if (n > 1) {
+		log_error("expected one socket from systemd, got %d", n);
+		r = -EINVAL;
+		goto fail;
+	}
+	if (n == 1) {
+		s->fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(s->fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+			log_error("the socket systemd passed is not a listening Unix stream socket");
+			r = -EINVAL;
+			goto fail;
+		}
+		fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+	} else {
+		make_parent_dir(s->path);
+		r = listen_on_path(s);
+		if (r < 0) {
+			log_error("cannot listen on %s: %s", s->path, strerror(-r));
+			goto fail;
+		}
+	}
+	r = sd_event_add_io(event, &s->listen_source, s->fd, EPOLLIN, on_accept, s);
+	if (r < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	server_free(s);
+	return r;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	while (s->clients)
+		client_free(s->clients);
+	sd_event_source_disable_unref(s->listen_source);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->own_path)
+		unlink(s->path);
+	free(s->path);
+	free(s);
+}
+
+unsigned server_client_count(const struct server *s)
+{
+	return s->n_clients;
+}

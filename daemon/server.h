@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+/* The control socket: Varlink over a Unix stream socket, peer credentials
+ * for access control, and the method table. */
+
+struct daemon;
+struct server;
+
+struct server_options {
+	const char *path;
+	const char *socket_group; /* may read; NULL or missing: the daemon's group */
+	const char *admin_group;  /* may change; NULL or missing: root only */
+	unsigned max_clients;
+	uint64_t client_timeout_usec;
+};
+
+/* Listen on the socket systemd passed (sd_listen_fds), or create `path`
+ * with mode 0660 and its group from the start. */
+int server_new(struct daemon *d, sd_event *event, const struct server_options *o,
+	       struct server **ret);
+void server_free(struct server *s);
+unsigned server_client_count(const struct server *s);

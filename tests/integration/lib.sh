@@ -1,0 +1,138 @@
+# Shared helpers for integration tests: each test gets its own network
+# namespace, veth pairs, config, socket and state directory, and cleans up
+# after itself. Tests never touch the host's own interfaces.
+# shellcheck shell=bash
+
+set -u
+TK_NAME=$(basename "$0" .sh)
+TK_SRC=${TOKEND_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+TOKEND=${TOKEND:-$TK_SRC/build/daemon/tokend}
+TOKENCTL=${TOKENCTL:-$TK_SRC/build/client/tokenctl}
+TK_TMP=$(mktemp -d "/tmp/tokend-$TK_NAME.XXXXXX")
+chmod 755 "$TK_TMP"
+TK_NS="tk-${TK_NAME#test_}-$$"
+TK_NS=${TK_NS:0:40}
+TK_SOCK=$TK_TMP/tokend.sock
+TK_STATE=$TK_TMP/state
+TK_CONF=$TK_TMP/tokend.conf
+TK_LOG=$TK_TMP/tokend.log
+TK_PID=
+TK_PASSED=0
+TK_FAILED=0
+TK_EXTRA_NS=()
+
+tk_cleanup() {
+    local rc=$?
+    [ -n "$TK_PID" ] && kill -9 "$TK_PID" 2>/dev/null
+    for ns in "${TK_EXTRA_NS[@]}"; do ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$ns" 2>/dev/null; done
+    ip netns pids "$TK_NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$TK_NS" 2>/dev/null
+    if [ "$TK_FAILED" -ne 0 ] || [ $rc -ne 0 ]; then
+        echo "--- tokend log ($TK_LOG) ---"
+        tail -n 60 "$TK_LOG" 2>/dev/null
+        echo "--- kept $TK_TMP ---"
+    else
+        rm -rf "$TK_TMP"
+    fi
+}
+trap tk_cleanup EXIT
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIP: $TK_NAME needs root for network namespaces" >&2
+    exit 77
+fi
+ip netns add "$TK_NS" || { echo "cannot create netns $TK_NS" >&2; exit 1; }
+ip -n "$TK_NS" link set lo up
+
+# Run a command inside the test namespace.
+tk_ns() { ip netns exec "$TK_NS" "$@"; }
+
+# tk_veth A B: a veth pair, both ends up.
+tk_veth() {
+    ip -n "$TK_NS" link add "$1" type veth peer name "$2" && \
+    ip -n "$TK_NS" link set "$1" up && ip -n "$TK_NS" link set "$2" up
+}
+
+# Write the config from stdin. Debug logs so failures can be read.
+tk_conf() {
+    cat > "$TK_CONF"
+}
+
+tk_start() {
+    [ -f "$TK_CONF" ] || printf '[tokend]\nlog-level = debug\n' > "$TK_CONF"
+    ip netns exec "$TK_NS" "$TOKEND" --config "$TK_CONF" --socket "$TK_SOCK" \
+        --state-dir "$TK_STATE" "$@" >> "$TK_LOG" 2>&1 &
+    TK_PID=$!
+    tk_wait 10 tk_ctl_quiet status || { tk_fail "tokend did not come up"; return 1; }
+}
+
+tk_stop() {
+    [ -n "$TK_PID" ] || return 0
+    kill -TERM "$TK_PID" 2>/dev/null
+    wait "$TK_PID" 2>/dev/null
+    TK_PID=
+}
+
+tk_kill9() {
+    [ -n "$TK_PID" ] || return 0
+    kill -9 "$TK_PID" 2>/dev/null
+    wait "$TK_PID" 2>/dev/null
+    TK_PID=
+}
+
+tk_ctl() { "$TOKENCTL" --socket "$TK_SOCK" "$@"; }
+tk_ctl_quiet() { "$TOKENCTL" --socket "$TK_SOCK" "$@" >/dev/null 2>&1; }
+
+# Canonical form of whatever `ip token get` prints (it may use dotted quads).
+tk_canon() { python3 -c 'import ipaddress,sys; print(ipaddress.IPv6Address(sys.argv[1]).compressed)' "$1"; }
+
+# The kernel's truth: the token of IFACE, canonical, "::" for none.
+tk_kernel_token() {
+    local t
+    t=$(ip -n "$TK_NS" token get dev "$1" 2>/dev/null | awk '{print $2}')
+    [ -n "$t" ] || { echo "(no-interface)"; return; }
+    tk_canon "$t"
+}
+
+# tk_wait SECONDS CMD...: poll until CMD succeeds.
+tk_wait() {
+    local limit=$1; shift
+    local end=$(( $(date +%s%N) + limit * 1000000000 ))
+    while [ "$(date +%s%N)" -lt "$end" ]; do
+        "$@" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+tk_token_is() { [ "$(tk_kernel_token "$1")" = "$2" ]; }
+
+# Field of one entry from `tokenctl show --json`.
+tk_entry_field() {
+    tk_ctl --json show dev "$1" 2>/dev/null | python3 -c '
+import json,sys
+d=json.load(sys.stdin); e=d["entries"][0]; v=e.get(sys.argv[1])
+print("null" if v is None else v)' "$2"
+}
+
+tk_state_is() { [ "$(tk_entry_field "$1" state)" = "$2" ]; }
+
+tk_pass() { TK_PASSED=$((TK_PASSED + 1)); echo "ok - $*"; }
+tk_fail() { TK_FAILED=$((TK_FAILED + 1)); echo "FAIL - $*"; }
+
+# tk_check "what" CMD...: pass if CMD succeeds.
+tk_check() {
+    local what=$1; shift
+    if "$@"; then tk_pass "$what"; else tk_fail "$what"; fi
+}
+
+# tk_eventually SECONDS "what" CMD...
+tk_eventually() {
+    local limit=$1 what=$2; shift 2
+    if tk_wait "$limit" "$@"; then tk_pass "$what"; else tk_fail "$what"; fi
+}
+
+tk_done() {
+    echo "$TK_PASSED passed, $TK_FAILED failed"
+    [ "$TK_FAILED" -eq 0 ]
+}

@@ -186,7 +186,7 @@ int nl_transact(struct nl_sock *s, struct nlmsghdr *req, mnl_cb_t cb, void *data
 
 	for (;;) {
 		const struct nlmsghdr *nlh;
-		ssize_t n;
+		ssize_t n = 0;
 		int left;
 
 		r = nl_recv(s, &n);
@@ -304,7 +304,7 @@ int nl_batch_flush(struct nl_batch *b, nl_batch_done_t done, void *data)
 		r = -errno;
 	while (r == 0 && answered < b->n) {
 		const struct nlmsghdr *nlh;
-		ssize_t n;
+		ssize_t n = 0;
 		int left;
 
 		r = nl_recv(s, &n);

@@ -238,11 +238,11 @@ typedef int (*op_read_t)(struct daemon *d, const char *ifname, json_object **ret
 typedef int (*op_change_t)(struct daemon *d, const struct daemon_caller *c, const char *ifname,
 			   json_object **ret, const char **ret_error);
 
-static const struct param_spec spec_iface[] = {{"interface", P_STRING_OR_NULL, false}, {NULL}};
+static const struct param_spec spec_iface[] = {{"interface", P_STRING_OR_NULL, false}, {0}};
 static const struct param_spec spec_set[] = {{"interface", P_STRING_OR_NULL, false},
 					     {"token", P_STRING, true},
-					     {NULL}};
-static const struct param_spec spec_none[] = {{NULL}};
+					     {0}};
+static const struct param_spec spec_none[] = {{0}};
 
 static int finish(struct client *c, int r, json_object *out, const char *error)
 {
@@ -370,7 +370,7 @@ static int dispatch_service(struct client *c, const char *name, json_object *par
 		return reply(c, out);
 	}
 	if (strcmp(name, "GetInterfaceDescription") == 0) {
-		static const struct param_spec spec[] = {{"interface", P_STRING, true}, {NULL}};
+		static const struct param_spec spec[] = {{"interface", P_STRING, true}, {0}};
 		const char *iface;
 
 		if (check_params(c, params, spec) < 0)

@@ -1,0 +1,40 @@
+#!/bin/bash
+# Every test tokend has: installs what is missing, builds with gcc and clang
+# (warnings are errors), runs the unit tests plainly, under ASan+UBSan and
+# under valgrind, then the integration tests on the real kernel in private
+# network namespaces. Run as root on Debian 12.
+set -eu
+cd "$(dirname "$0")/.."
+SRC=$(pwd)
+JOBS=$(nproc)
+
+bash scripts/deps.sh
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "build (gcc, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTOKEND_WERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+
+step "build (clang, -Werror)"
+CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Debug -DTOKEND_WERROR=ON >/dev/null
+cmake --build build-clang -j "$JOBS"
+
+step "build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTOKEND_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+
+step "unit tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan -L unit --output-on-failure
+
+step "unit tests under valgrind"
+for t in build/tests/test_*; do
+    [ -x "$t" ] || continue
+    CK_FORK=no valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+        "$t" >/dev/null || { echo "valgrind: $t failed"; exit 1; }
+    echo "valgrind clean: $(basename "$t")"
+done
+
+step "unit and integration tests"
+ctest --test-dir build --output-on-failure

@@ -76,8 +76,8 @@ static void log_config_errors(const struct config_errors *errs)
 	for (size_t i = 0; i < errs->n; i++) {
 		if (errs->v[i].line)
 			log_error("%s:%u: %s", errs->v[i].file, errs->v[i].line, errs->v[i].message);
-		else
-			log_error("%s: %s", errs->v[i].file, errs->v[i].message);
+		else /* whole-file problems name the file themselves */
+			log_error("%s", errs->v[i].message);
 	}
 }
 

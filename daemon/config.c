@@ -1,0 +1,1041 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+
+#define USEC_PER_MSEC UINT64_C(1000)
+#define USEC_PER_SEC  UINT64_C(1000000)
+
+/* The specified defaults. Not derived from the install prefix: a build with
+ * the default /usr/local prefix must still look where the documentation says. */
+#define DEFAULT_SOCKET	     "/run/tokend/tokend.sock"
+#define DEFAULT_STATE_DIR    "/var/lib/tokend"
+#define DEFAULT_SOCKET_GROUP "tokend"
+#define DEFAULT_ADMIN_GROUP  "tokend-admin"
+
+/* A config file is a few hundred bytes; anything this big is a mistake (say, a
+ * log file named *.conf) and is not worth reading into memory. */
+#define CONFIG_FILE_MAX (4u * 1024 * 1024)
+
+#define MAX_CLIENTS_MAX 65536u
+
+/* Where a setting was last made; file points into config->files. */
+struct loc {
+	const char *file;
+	unsigned line;
+};
+
+enum section {
+	SECTION_NONE, /* before the first header */
+	SECTION_TOKEND,
+	SECTION_GLOBAL,
+	SECTION_TOKENS,
+	SECTION_UNKNOWN, /* already reported at its header */
+};
+
+/* What libinih remembers of the previous key, which decides whether an
+ * indented line is a continuation. We mirror it to know, in the handler,
+ * whether a call comes from a continuation line. */
+enum prev_key {
+	PREV_NONE,
+	PREV_KEY,
+	PREV_DROPPED, /* the previous line was refused; its continuations are skipped */
+};
+
+struct parse_ctx {
+	struct config *c;
+	struct config_errors *errs; /* may be NULL */
+	size_t n_errors;
+	bool oom;
+	size_t tokens_cap;
+
+	/* The file being parsed: its whole text, and the reader's position. */
+	const char *file;
+	const char *buf;
+	size_t len;
+	size_t pos;
+	unsigned line; /* of the line last handed to libinih */
+	enum prev_key prev;
+	enum section section;
+	bool continuation; /* the current line continues the previous key */
+
+	/* The match declaration being built in this file (continuations append
+	 * to it); checked for emptiness once it is complete. */
+	bool match_open;
+	struct loc match_at;
+
+	struct loc retry_min_at;
+	struct loc retry_max_at;
+};
+
+/* Text from the config file, quoted into messages: control characters and
+ * non-ASCII bytes are escaped so that a message is one printable line. */
+struct qbuf {
+	char s[512];
+};
+
+static const char *esc(struct qbuf *b, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		char tmp[8];
+		size_t n;
+
+		if (ch == '"' || ch == '\\')
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", ch);
+		else
+			n = (size_t)snprintf(tmp, sizeof(tmp), "%c", ch);
+		if (o + n + 4 > sizeof(b->s)) {
+			memcpy(b->s + o, "...", 4);
+			return b->s;
+		}
+		memcpy(b->s + o, tmp, n);
+		o += n;
+	}
+	b->s[o] = '\0';
+	return b->s;
+}
+
+static void strv_free(char **v)
+{
+	if (!v)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}
+
+static size_t strv_length(char *const *v)
+{
+	size_t n = 0;
+
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* Takes ownership of s, also on failure. */
+static int strv_push(char ***v, char *s)
+{
+	size_t n = strv_length(*v);
+	char **nv;
+
+	if (!s)
+		return -ENOMEM;
+	nv = realloc(*v, (n + 2) * sizeof(*nv));
+	if (!nv) {
+		free(s);
+		return -ENOMEM;
+	}
+	nv[n] = s;
+	nv[n + 1] = NULL;
+	*v = nv;
+	return 0;
+}
+
+static void add_error(struct parse_ctx *ctx, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void add_error(struct parse_ctx *ctx, const char *file, unsigned line, const char *fmt, ...)
+{
+	struct config_error *nv;
+	char *msg = NULL, *f;
+	va_list ap;
+	int r;
+
+	ctx->n_errors++;
+	if (!ctx->errs)
+		return;
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	f = strdup(file);
+	nv = realloc(ctx->errs->v, (ctx->errs->n + 1) * sizeof(*nv));
+	if (r < 0 || !f || !nv) {
+		if (r >= 0)
+			free(msg);
+		free(f);
+		if (nv)
+			ctx->errs->v = nv;
+		ctx->oom = true;
+		return;
+	}
+	ctx->errs->v = nv;
+	nv[ctx->errs->n++] = (struct config_error){.file = f, .line = line, .message = msg};
+}
+
+/* An error about the line libinih is parsing right now. */
+#define line_error(ctx, ...) add_error((ctx), (ctx)->file, (ctx)->line, __VA_ARGS__)
+
+static char *loc_format(const char *file, unsigned line)
+{
+	char *s;
+
+	if (asprintf(&s, "%s:%u", file, line) < 0)
+		return NULL;
+	return s;
+}
+
+static void token_done(struct config_token *t)
+{
+	free(t->where);
+	t->where = NULL;
+}
+
+struct config *config_new_default(void)
+{
+	struct config *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->socket_path = strdup(DEFAULT_SOCKET);
+	c->state_dir = strdup(DEFAULT_STATE_DIR);
+	c->socket_group = strdup(DEFAULT_SOCKET_GROUP);
+	c->admin_group = strdup(DEFAULT_ADMIN_GROUP);
+	c->reconcile_interval_usec = 60 * USEC_PER_SEC;
+	c->retry_min_usec = 1 * USEC_PER_SEC;
+	c->retry_max_usec = 60 * USEC_PER_SEC;
+	c->contest_repairs = 5;
+	c->contest_window_usec = 30 * USEC_PER_SEC;
+	c->client_timeout_usec = 10 * USEC_PER_SEC;
+	c->max_clients = 1024;
+	c->log_level = LOG_INFO;
+	c->match = calloc(2, sizeof(*c->match));
+	if (c->match)
+		c->match[0] = strdup("*");
+	c->files = calloc(1, sizeof(*c->files));
+	if (!c->socket_path || !c->state_dir || !c->socket_group || !c->admin_group || !c->match ||
+	    !c->match[0] || !c->files) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->socket_path);
+	free(c->state_dir);
+	free(c->socket_group);
+	free(c->admin_group);
+	token_done(&c->global);
+	strv_free(c->match);
+	for (size_t i = 0; i < c->n_tokens; i++)
+		token_done(&c->tokens[i]);
+	free(c->tokens);
+	strv_free(c->files);
+	free(c);
+}
+
+void config_errors_clear(struct config_errors *errs)
+{
+	if (!errs)
+		return;
+	for (size_t i = 0; i < errs->n; i++) {
+		free(errs->v[i].file);
+		free(errs->v[i].message);
+	}
+	free(errs->v);
+	errs->v = NULL;
+	errs->n = 0;
+}
+
+static int token_cmp(const void *a, const void *b)
+{
+	const struct config_token *x = a, *y = b;
+
+	return strcmp(x->ifname, y->ifname);
+}
+
+const struct config_token *config_find_token(const struct config *c, const char *ifname)
+{
+	struct config_token key = {0};
+
+	/* Only per-interface tokens live in tokens[]; a name that cannot be an
+	 * interface cannot be found there either. */
+	if (!c || !ifname || !*ifname || strlen(ifname) >= sizeof(key.ifname) || c->n_tokens == 0)
+		return NULL;
+	strcpy(key.ifname, ifname);
+	return bsearch(&key, c->tokens, c->n_tokens, sizeof(*c->tokens), token_cmp);
+}
+
+int config_parse_duration(const char *s, uint64_t *ret_usec)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t usec;
+	} units[] = {
+	    {"", USEC_PER_SEC},		{"ms", USEC_PER_MSEC},	    {"s", USEC_PER_SEC},
+	    {"min", 60 * USEC_PER_SEC}, {"h", 3600 * USEC_PER_SEC},
+	};
+	uint64_t whole = 0, frac = 0, frac_div = 1, mult = 0, v;
+	const char *p = s;
+
+	if (!s || !isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -EINVAL;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		/* Nine digits are far below a microsecond for every unit; later
+		 * ones are accepted and ignored, and keep frac * mult in range. */
+		for (; isdigit((unsigned char)*p); p++)
+			if (frac_div < UINT64_C(1000000000)) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				frac_div *= 10;
+			}
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(p, units[i].suffix) == 0)
+			mult = units[i].usec;
+	if (mult == 0)
+		return -EINVAL;
+	if (whole > UINT64_MAX / mult)
+		return -EINVAL;
+	v = whole * mult;
+	if (frac * mult / frac_div > UINT64_MAX - v)
+		return -EINVAL;
+	*ret_usec = v + frac * mult / frac_div;
+	return 0;
+}
+
+/* A decimal number, digits only: strtoul alone would take "-1", " 5" or "0x10". */
+static int parse_unsigned(const char *s, unsigned long long max, unsigned long long *ret)
+{
+	unsigned long long v = 0;
+
+	if (!*s)
+		return -EINVAL;
+	for (const char *p = s; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		if (v > (ULLONG_MAX - 9) / 10)
+			return -ERANGE;
+		v = v * 10 + (unsigned long long)(*p - '0');
+	}
+	if (v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+static int set_string(struct parse_ctx *ctx, char **field, const char *value)
+{
+	char *s = strdup(value);
+
+	if (!s) {
+		ctx->oom = true;
+		return -ENOMEM;
+	}
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+static void set_path(struct parse_ctx *ctx, const char *key, char **field, const char *value,
+		     size_t max_len)
+{
+	struct qbuf q;
+
+	if (value[0] != '/') {
+		line_error(ctx, "invalid %s \"%s\": expected an absolute path", key,
+			   esc(&q, value));
+		return;
+	}
+	if (max_len && strlen(value) > max_len) {
+		line_error(ctx, "invalid %s \"%s\": a socket path has at most %zu characters", key,
+			   esc(&q, value), max_len);
+		return;
+	}
+	set_string(ctx, field, value);
+}
+
+static void set_duration(struct parse_ctx *ctx, const char *key, uint64_t *field, const char *value)
+{
+	struct qbuf q;
+	uint64_t usec;
+
+	if (config_parse_duration(value, &usec) < 0) {
+		line_error(ctx,
+			   "invalid duration \"%s\" for %s: expected a number with an optional "
+			   "unit ms, s, min or h (e.g. \"500ms\", \"30s\", \"2min\")",
+			   esc(&q, value), key);
+		return;
+	}
+	if (usec == 0) {
+		line_error(ctx, "invalid duration \"%s\" for %s: must be greater than zero",
+			   esc(&q, value), key);
+		return;
+	}
+	*field = usec;
+}
+
+static void set_number(struct parse_ctx *ctx, const char *key, unsigned *field, const char *value,
+		       unsigned min, unsigned max)
+{
+	unsigned long long v;
+	struct qbuf q;
+
+	if (parse_unsigned(value, max, &v) < 0 || v < min) {
+		line_error(ctx, "invalid %s \"%s\": expected an integer from %u to %u", key,
+			   esc(&q, value), min, max);
+		return;
+	}
+	*field = (unsigned)v;
+}
+
+static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct config *c = ctx->c;
+	struct qbuf q;
+
+	if (strcmp(name, "socket") == 0) {
+		set_path(ctx, name, &c->socket_path, value,
+			 sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+	} else if (strcmp(name, "state-dir") == 0) {
+		set_path(ctx, name, &c->state_dir, value, 0);
+	} else if (strcmp(name, "socket-group") == 0 || strcmp(name, "admin-group") == 0) {
+		if (!*value || strpbrk(value, " \t:")) {
+			line_error(ctx, "invalid %s \"%s\": expected a group name", name,
+				   esc(&q, value));
+			return;
+		}
+		set_string(ctx,
+			   strcmp(name, "socket-group") == 0 ? &c->socket_group : &c->admin_group,
+			   value);
+	} else if (strcmp(name, "reconcile-interval") == 0) {
+		set_duration(ctx, name, &c->reconcile_interval_usec, value);
+	} else if (strcmp(name, "retry-min") == 0) {
+		set_duration(ctx, name, &c->retry_min_usec, value);
+		ctx->retry_min_at = (struct loc){ctx->file, ctx->line};
+	} else if (strcmp(name, "retry-max") == 0) {
+		set_duration(ctx, name, &c->retry_max_usec, value);
+		ctx->retry_max_at = (struct loc){ctx->file, ctx->line};
+	} else if (strcmp(name, "contest-repairs") == 0) {
+		set_number(ctx, name, &c->contest_repairs, value, 2, UINT_MAX);
+	} else if (strcmp(name, "contest-window") == 0) {
+		set_duration(ctx, name, &c->contest_window_usec, value);
+	} else if (strcmp(name, "client-timeout") == 0) {
+		set_duration(ctx, name, &c->client_timeout_usec, value);
+	} else if (strcmp(name, "max-clients") == 0) {
+		set_number(ctx, name, &c->max_clients, value, 1, MAX_CLIENTS_MAX);
+	} else if (strcmp(name, "log-level") == 0) {
+		int level = log_level_from_string(value);
+
+		if (level < 0) {
+			line_error(ctx,
+				   "invalid log-level \"%s\": expected err, warning, notice, info "
+				   "or debug",
+				   esc(&q, value));
+			return;
+		}
+		c->log_level = level;
+	} else {
+		line_error(ctx, "unknown key \"%s\" in section [tokend]", esc(&q, name));
+	}
+}
+
+/* Parses a token for `what` (for messages); "::" is the kernel's "no token",
+ * which a config file has no reason to declare. */
+static int parse_token(struct parse_ctx *ctx, const char *what, const char *value,
+		       struct in6_addr *ret)
+{
+	const char *why = NULL;
+	struct qbuf q;
+
+	if (addr_token_parse(value, ret, &why) < 0) {
+		line_error(ctx, "invalid token \"%s\" for %s: %s", esc(&q, value), what, why);
+		return -EINVAL;
+	}
+	if (addr_token_is_zero(ret)) {
+		line_error(ctx,
+			   "invalid token \"%s\" for %s: \"::\" means no token; remove the line "
+			   "instead",
+			   esc(&q, value), what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void handle_token(struct parse_ctx *ctx, const char *ifname, const char *value)
+{
+	struct config *c = ctx->c;
+	struct config_token *t;
+	struct in6_addr token;
+	const char *why = NULL;
+	struct qbuf q;
+
+	if (addr_ifname_valid(ifname, &why) < 0) {
+		line_error(ctx, "invalid interface name \"%s\": %s", esc(&q, ifname), why);
+		return;
+	}
+	if (parse_token(ctx, ifname, value, &token) < 0)
+		return;
+	for (size_t i = 0; i < c->n_tokens; i++)
+		if (strcmp(c->tokens[i].ifname, ifname) == 0) {
+			line_error(ctx, "token for %s already declared at %s", ifname,
+				   c->tokens[i].where);
+			return;
+		}
+	if (c->n_tokens == ctx->tokens_cap) {
+		size_t cap = ctx->tokens_cap ? ctx->tokens_cap * 2 : 16;
+		struct config_token *nv = reallocarray(c->tokens, cap, sizeof(*nv));
+
+		if (!nv) {
+			ctx->oom = true;
+			return;
+		}
+		c->tokens = nv;
+		ctx->tokens_cap = cap;
+	}
+	t = &c->tokens[c->n_tokens];
+	*t = (struct config_token){.token = token};
+	strcpy(t->ifname, ifname); /* length checked by addr_ifname_valid */
+	t->where = loc_format(ctx->file, ctx->line);
+	if (!t->where) {
+		ctx->oom = true;
+		return;
+	}
+	c->n_tokens++;
+}
+
+/* Appends the whitespace-separated patterns of `value` to the match list. */
+static void match_append(struct parse_ctx *ctx, const char *value)
+{
+	const char *p = value;
+
+	for (;;) {
+		size_t n;
+
+		while (isspace((unsigned char)*p))
+			p++;
+		/* libinih strips inline comments from key lines but not from
+		 * continuation lines; a word starting with ';' is one. */
+		if (!*p || *p == ';')
+			return;
+		for (n = 0; p[n] && !isspace((unsigned char)p[n]); n++)
+			;
+		if (strv_push(&ctx->c->match, strndup(p, n)) < 0) {
+			ctx->oom = true;
+			return;
+		}
+		p += n;
+	}
+}
+
+/* Called once a match declaration cannot get more continuation lines. */
+static void match_close(struct parse_ctx *ctx)
+{
+	if (!ctx->match_open)
+		return;
+	ctx->match_open = false;
+	if (strv_length(ctx->c->match) == 0)
+		add_error(ctx, ctx->match_at.file, ctx->match_at.line,
+			  "match needs at least one fnmatch(3) pattern, such as \"eth*\"");
+}
+
+static void handle_global(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct config *c = ctx->c;
+	struct in6_addr token;
+	struct qbuf q;
+
+	if (strcmp(name, "token") == 0) {
+		char *where;
+
+		if (parse_token(ctx, "the global token", value, &token) < 0)
+			return;
+		if (c->has_global) {
+			line_error(ctx, "global token already declared at %s", c->global.where);
+			return;
+		}
+		where = loc_format(ctx->file, ctx->line);
+		if (!where) {
+			ctx->oom = true;
+			return;
+		}
+		c->global = (struct config_token){.token = token, .where = where};
+		c->has_global = true;
+	} else if (strcmp(name, "match") == 0) {
+		/* A new declaration replaces the list (a drop-in overrides the
+		 * main file); its value may be empty when the patterns follow on
+		 * continuation lines. */
+		strv_free(c->match);
+		c->match = calloc(1, sizeof(*c->match));
+		if (!c->match) {
+			ctx->oom = true;
+			return;
+		}
+		ctx->match_open = true;
+		ctx->match_at = (struct loc){ctx->file, ctx->line};
+		match_append(ctx, value);
+	} else {
+		line_error(ctx, "unknown key \"%s\" in section [global]", esc(&q, name));
+	}
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *ctx = user;
+	struct qbuf q;
+
+	/* The section is tracked by the reader, which saw the whole header;
+	 * libinih's copy is cut at 49 characters. */
+	(void)section;
+	if (ctx->continuation) {
+		if (ctx->section == SECTION_UNKNOWN)
+			return 1;
+		if (ctx->section == SECTION_GLOBAL && strcmp(name, "match") == 0 &&
+		    ctx->match_open) {
+			match_append(ctx, value);
+			return 1;
+		}
+		line_error(ctx,
+			   "unexpected indented line \"%s\": only match may continue on further "
+			   "lines; remove the leading whitespace",
+			   esc(&q, value));
+		return 1;
+	}
+	switch (ctx->section) {
+	case SECTION_NONE:
+		line_error(ctx,
+			   "key \"%s\" outside any section: expected it under [tokend], "
+			   "[global] or [tokens]",
+			   esc(&q, name));
+		break;
+	case SECTION_TOKEND:
+		handle_tokend(ctx, name, value);
+		break;
+	case SECTION_GLOBAL:
+		handle_global(ctx, name, value);
+		break;
+	case SECTION_TOKENS:
+		handle_token(ctx, name, value);
+		break;
+	case SECTION_UNKNOWN:
+		break;
+	}
+	return 1;
+}
+
+/* The first of `chars` or of an inline ';' comment (one preceded by
+ * whitespace), as libinih finds it; the terminating NUL when neither. */
+static const char *find_chars_or_comment(const char *s, const char *chars)
+{
+	bool was_space = false;
+
+	while (*s && !(chars && strchr(chars, *s)) && !(was_space && *s == ';')) {
+		was_space = isspace((unsigned char)*s);
+		s++;
+	}
+	return s;
+}
+
+static enum section section_from_name(const char *s, size_t n)
+{
+	if (n == 6 && memcmp(s, "tokend", 6) == 0)
+		return SECTION_TOKEND;
+	if (n == 6 && memcmp(s, "global", 6) == 0)
+		return SECTION_GLOBAL;
+	if (n == 6 && memcmp(s, "tokens", 6) == 0)
+		return SECTION_TOKENS;
+	return SECTION_UNKNOWN;
+}
+
+/* Classifies `str`, the line about to be handed to libinih, the way libinih
+ * will, and reports the lines it would only count as a failure without
+ * saying why. Those are blanked so that libinih does nothing with them. */
+static void classify_line(struct parse_ctx *ctx, char *str)
+{
+	const char *start = str, *end;
+	struct qbuf q;
+
+	ctx->continuation = false;
+	/* libinih skips a UTF-8 byte order mark on the first line. */
+	if (ctx->line == 1 && strncmp(start, "\xEF\xBB\xBF", 3) == 0)
+		start += 3;
+	while (isspace((unsigned char)*start))
+		start++;
+	if (!*start || *start == ';' || *start == '#')
+		return;
+
+	if (ctx->prev != PREV_NONE && start > str) {
+		if (ctx->prev == PREV_DROPPED)
+			str[0] = '\0';
+		else
+			ctx->continuation = true;
+		return;
+	}
+
+	if (*start == '[') {
+		end = find_chars_or_comment(start + 1, "]");
+		if (*end != ']') {
+			line_error(ctx, "unterminated section header \"%s\": expected \"[name]\"",
+				   esc(&q, start));
+			str[0] = '\0';
+			return;
+		}
+		match_close(ctx);
+		ctx->prev = PREV_NONE;
+		ctx->section = section_from_name(start + 1, (size_t)(end - start - 1));
+		if (ctx->section == SECTION_UNKNOWN) {
+			char name[256];
+
+			snprintf(name, sizeof(name), "%.*s", (int)(end - start - 1), start + 1);
+			line_error(ctx,
+				   "unknown section [%s]: expected [tokend], [global] or [tokens]",
+				   esc(&q, name));
+		}
+		return;
+	}
+
+	end = find_chars_or_comment(start, "=:");
+	if (*end != '=' && *end != ':') {
+		char *text = strdup(start);
+
+		/* Quote the line without trailing blanks or comment. */
+		if (text) {
+			char *e = (char *)find_chars_or_comment(text, NULL);
+
+			*e = '\0';
+			while (e > text && isspace((unsigned char)e[-1]))
+				*--e = '\0';
+		}
+		line_error(ctx, "expected 'key = value', got \"%s\"", text ? esc(&q, text) : "");
+		free(text);
+		str[0] = '\0';
+		return;
+	}
+	match_close(ctx);
+	/* libinih remembers the key (the text before '=' without trailing
+	 * blanks) only when it is not empty. */
+	while (end > start && isspace((unsigned char)end[-1]))
+		end--;
+	ctx->prev = end > start ? PREV_KEY : PREV_NONE;
+}
+
+/* The ini_reader: hands libinih one physical line per call, so that libinih's
+ * line count and ours agree, and refuses a line that does not fit instead of
+ * letting it be split into two. */
+static char *config_reader(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	const char *p, *nl;
+	size_t n, rest;
+
+	if (ctx->pos >= ctx->len || num < 2) {
+		match_close(ctx);
+		return NULL;
+	}
+	p = ctx->buf + ctx->pos;
+	rest = ctx->len - ctx->pos;
+	nl = memchr(p, '\n', rest);
+	n = nl ? (size_t)(nl - p) : rest;
+	ctx->pos += nl ? n + 1 : n;
+	ctx->line++;
+	if (n > 0 && p[n - 1] == '\r')
+		n--;
+
+	str[0] = '\0';
+	if (memchr(p, '\0', n)) {
+		line_error(ctx, "line contains a NUL byte");
+		ctx->prev = PREV_DROPPED;
+		return str;
+	}
+	if (n > (size_t)num - 1) {
+		line_error(ctx, "line longer than %d characters", num - 1);
+		ctx->prev = PREV_DROPPED;
+		return str;
+	}
+	memcpy(str, p, n);
+	str[n] = '\0';
+	classify_line(ctx, str);
+	return str;
+}
+
+static int read_file(const char *path, char **ret, size_t *ret_len)
+{
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+	struct stat st;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		r = -EISDIR;
+		goto fail;
+	}
+	for (;;) {
+		ssize_t k;
+
+		if (len == cap) {
+			char *nb;
+
+			if (cap >= CONFIG_FILE_MAX) {
+				r = -EFBIG;
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 4096;
+			nb = realloc(buf, cap + 1);
+			if (!nb) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			buf = nb;
+		}
+		k = read(fd, buf + len, cap - len);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto fail;
+		}
+		if (k == 0)
+			break;
+		len += (size_t)k;
+	}
+	close(fd);
+	if (!buf) {
+		buf = malloc(1);
+		if (!buf)
+			return -ENOMEM;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	return r;
+}
+
+static void file_error(struct parse_ctx *ctx, const char *path, int r)
+{
+	if (r == -EFBIG)
+		add_error(ctx, path, 0, "cannot read %s: larger than %u MiB, not a config file",
+			  path, CONFIG_FILE_MAX / (1024 * 1024));
+	else if (r == -ENOMEM)
+		ctx->oom = true;
+	else
+		add_error(ctx, path, 0, "cannot read %s: %s", path, strerror(-r));
+}
+
+/* Reads and parses one file. A missing file is reported as -ENOENT without an
+ * error, for the caller to decide. */
+static int parse_file(struct parse_ctx *ctx, const char *path)
+{
+	size_t before = ctx->n_errors, len = 0;
+	char *buf = NULL, *name;
+	int r;
+
+	r = read_file(path, &buf, &len);
+	if (r == -ENOENT)
+		return r;
+	if (r < 0) {
+		file_error(ctx, path, r);
+		return r;
+	}
+	name = strdup(path);
+	if (!name || strv_push(&ctx->c->files, name) < 0) {
+		free(buf);
+		ctx->oom = true;
+		return -ENOMEM;
+	}
+
+	ctx->file = name;
+	ctx->buf = buf;
+	ctx->len = len;
+	ctx->pos = 0;
+	ctx->line = 0;
+	ctx->prev = PREV_NONE;
+	ctx->section = SECTION_NONE;
+	ctx->continuation = false;
+	ctx->match_open = false;
+	r = ini_parse_stream(config_reader, ctx, config_handler, ctx);
+	ctx->buf = NULL;
+	free(buf);
+	if (r == -2) {
+		ctx->oom = true;
+		return -ENOMEM;
+	}
+	/* Every line libinih refuses should have been reported by the reader;
+	 * should a later libinih refuse more, still say where. */
+	if (r > 0 && ctx->n_errors == before)
+		add_error(ctx, path, (unsigned)r, "syntax error");
+	return 0;
+}
+
+static int dropin_filter(const struct dirent *de)
+{
+	/* Hidden files are editor and package manager leftovers, as for the
+	 * shell's "*.conf". */
+	return fnmatch("*.conf", de->d_name, FNM_PERIOD) == 0;
+}
+
+static int dropin_sort(const struct dirent **a, const struct dirent **b)
+{
+	return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void parse_dropins(struct parse_ctx *ctx, const char *dir)
+{
+	struct dirent **names = NULL;
+	int n;
+
+	n = scandir(dir, &names, dropin_filter, dropin_sort);
+	if (n < 0) {
+		if (errno == ENOENT)
+			return;
+		if (errno == ENOMEM)
+			ctx->oom = true;
+		else
+			add_error(ctx, dir, 0, "cannot read drop-in directory %s: %s", dir,
+				  strerror(errno));
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		char *path = NULL;
+		struct stat st;
+
+		if (asprintf(&path, "%s/%s", dir, names[i]->d_name) < 0) {
+			ctx->oom = true;
+			break;
+		}
+		/* Follows symlinks: a link to a file is a file. Anything else
+		 * (directories, dangling links, sockets) is not a drop-in. */
+		if (stat(path, &st) < 0) {
+			/* A dangling link, or a file removed since it was listed. */
+			if (errno != ENOENT)
+				add_error(ctx, path, 0, "cannot read %s: %s", path,
+					  strerror(errno));
+		} else if (S_ISREG(st.st_mode)) {
+			if (parse_file(ctx, path) == -ENOENT)
+				add_error(ctx, path, 0, "cannot read %s: %s", path,
+					  strerror(ENOENT));
+		}
+		free(path);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* In the largest unit that shows the value exactly. */
+static const char *format_duration(char *buf, size_t len, uint64_t usec)
+{
+	if (usec % (3600 * USEC_PER_SEC) == 0)
+		snprintf(buf, len, "%" PRIu64 "h", usec / (3600 * USEC_PER_SEC));
+	else if (usec % (60 * USEC_PER_SEC) == 0)
+		snprintf(buf, len, "%" PRIu64 "min", usec / (60 * USEC_PER_SEC));
+	else if (usec % USEC_PER_SEC == 0)
+		snprintf(buf, len, "%" PRIu64 "s", usec / USEC_PER_SEC);
+	else if (usec % USEC_PER_MSEC == 0)
+		snprintf(buf, len, "%" PRIu64 "ms", usec / USEC_PER_MSEC);
+	else
+		snprintf(buf, len, "%" PRIu64 ".%03" PRIu64 "ms", usec / USEC_PER_MSEC,
+			 usec % USEC_PER_MSEC);
+	return buf;
+}
+
+/* Checks between settings, made once every file has had its say. */
+static void check_settings(struct parse_ctx *ctx)
+{
+	const struct config *c = ctx->c;
+	const struct loc *min_at = &ctx->retry_min_at, *max_at = &ctx->retry_max_at;
+	char min[32], max[32], other[PATH_MAX + 32];
+
+	if (c->retry_min_usec <= c->retry_max_usec)
+		return;
+	format_duration(min, sizeof(min), c->retry_min_usec);
+	format_duration(max, sizeof(max), c->retry_max_usec);
+	/* At least one of them was set in a file: the defaults agree. */
+	if (min_at->file) {
+		if (max_at->file)
+			snprintf(other, sizeof(other), "set at %s:%u", max_at->file, max_at->line);
+		else
+			snprintf(other, sizeof(other), "the default");
+		add_error(ctx, min_at->file, min_at->line,
+			  "retry-min (%s) is greater than retry-max (%s, %s)", min, max, other);
+	} else {
+		add_error(ctx, max_at->file, max_at->line,
+			  "retry-max (%s) is less than retry-min (%s, the default)", max, min);
+	}
+}
+
+int config_load(const char *path, const char *dropin_dir, bool must_exist, struct config **ret,
+		struct config_errors *errs)
+{
+	struct parse_ctx ctx = {.errs = errs};
+	char *dir = NULL;
+	int r;
+
+	if (!path || !ret)
+		return -EINVAL;
+	ctx.c = config_new_default();
+	if (!ctx.c)
+		return -ENOMEM;
+
+	r = parse_file(&ctx, path);
+	if (r == -ENOENT && must_exist)
+		add_error(&ctx, path, 0, "config file %s does not exist", path);
+
+	if (!dropin_dir) {
+		if (asprintf(&dir, "%s.d", path) < 0) {
+			config_free(ctx.c);
+			return -ENOMEM;
+		}
+		dropin_dir = dir;
+	}
+	parse_dropins(&ctx, dropin_dir);
+	free(dir);
+
+	check_settings(&ctx);
+	if (ctx.oom) {
+		config_free(ctx.c);
+		return -ENOMEM;
+	}
+	if (ctx.n_errors > 0) {
+		config_free(ctx.c);
+		return -EINVAL;
+	}
+	if (ctx.c->n_tokens > 1)
+		qsort(ctx.c->tokens, ctx.c->n_tokens, sizeof(*ctx.c->tokens), token_cmp);
+	*ret = ctx.c;
+	return 0;
+}

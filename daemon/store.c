@@ -585,3 +585,52 @@ out:
 	free(dir);
 	return r;
 }
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct store_entry *x = a, *y = b;
+	int c = strcmp(x->ifname, y->ifname);
+	return c ? c : memcmp(&x->token, &y->token, sizeof(x->token));
+}
+
+void store_state_sort(struct store_state *st)
+{
+	if (st->n_tokens)
+		qsort(st->tokens, st->n_tokens, sizeof(*st->tokens), entry_cmp);
+	if (st->n_owned)
+		qsort(st->owned, st->n_owned, sizeof(*st->owned), entry_cmp);
+}
+
+static int entries_copy(const struct store_entry *src, size_t n, struct store_entry **dst)
+{
+	*dst = NULL;
+	if (n == 0)
+		return 0;
+	*dst = malloc(n * sizeof(**dst));
+	if (!*dst)
+		return -ENOMEM;
+	memcpy(*dst, src, n * sizeof(**dst));
+	return 0;
+}
+
+int store_state_copy(const struct store_state *src, struct store_state *dst)
+{
+	*dst = (struct store_state){.n_tokens = src->n_tokens, .n_owned = src->n_owned};
+	if (entries_copy(src->tokens, src->n_tokens, &dst->tokens) < 0 ||
+	    entries_copy(src->owned, src->n_owned, &dst->owned) < 0) {
+		store_state_free(dst);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int store_remove(struct store_entry **v, size_t *n, const char *ifname)
+{
+	size_t w = 0, before = *n;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*v)[i].ifname, ifname) != 0)
+			(*v)[w++] = (*v)[i];
+	*n = w;
+	return before == w ? -ENOENT : 0;
+}

@@ -52,3 +52,10 @@ void store_state_free(struct store_state *st);
 int store_add(struct store_entry **v, size_t *n, const char *ifname, const struct in6_addr *token);
 bool store_contains(const struct store_entry *v, size_t n, const char *ifname,
 		    const struct in6_addr *token);
+
+/* A deep copy. 0 or -ENOMEM (dst is then empty). */
+int store_state_copy(const struct store_state *src, struct store_state *dst);
+/* Sort both lists by interface name, then token: lookups bisect tokens[]. */
+void store_state_sort(struct store_state *st);
+/* Remove every entry of ifname. 0, or -ENOENT when there was none. */
+int store_remove(struct store_entry **v, size_t *n, const char *ifname);

@@ -96,8 +96,3 @@ void tokens_counts(const struct tokens *t, struct tokens_counts *c);
 int tokens_list_json(const struct tokens *t, const char *ifname, json_object **ret);
 /* One entry object, or NULL when nothing is held for ifname. */
 json_object *tokens_entry_json(const struct tokens *t, const char *ifname);
-
-/* State-file helpers. */
-int store_state_copy(const struct store_state *src, struct store_state *dst);
-void store_state_sort(struct store_state *st);
-int store_remove(struct store_entry **v, size_t *n, const char *ifname);

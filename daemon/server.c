@@ -639,6 +639,18 @@ fail:
 	return r;
 }
 
+/* A socket file someone still answers on belongs to a running tokend:
+ * refuse to steal it. One nobody answers on is stale and replaced. */
+static int check_not_running(const char *path)
+{
+	int fd = varlink_connect(path);
+
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return -EADDRINUSE;
+}
+
 static int make_parent_dir(const char *path)
 {
 	char *dir = strdup(path), *slash;
@@ -694,6 +706,11 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 		fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
 	} else {
 		make_parent_dir(s->path);
+		r = check_not_running(s->path);
+		if (r < 0) {
+			log_error("another tokend is already listening on %s", s->path);
+			goto fail;
+		}
 		r = listen_on_path(s);
 		if (r < 0) {
 			log_error("cannot listen on %s: %s", s->path, strerror(-r));

@@ -23,7 +23,7 @@ TK_EXTRA_NS=()
 
 tk_cleanup() {
     local rc=$?
-    [ -n "$TK_PID" ] && kill -9 "$TK_PID" 2>/dev/null
+    [ -n "$TK_PID" ] && { kill -9 "$TK_PID"; wait "$TK_PID"; } 2>/dev/null
     for ns in "${TK_EXTRA_NS[@]}"; do ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null; ip netns del "$ns" 2>/dev/null; done
     ip netns pids "$TK_NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$TK_NS" 2>/dev/null
@@ -136,3 +136,75 @@ tk_done() {
     echo "$TK_PASSED passed, $TK_FAILED failed"
     [ "$TK_FAILED" -eq 0 ]
 }
+
+# --- helpers for the kernel-condition tests (blocked, recreate, contested,
+# reload, radvd, enobufs) ---
+
+# tk_sysctl KEY=VALUE...: set sysctls inside the test namespace only.
+tk_sysctl() { ip netns exec "$TK_NS" sysctl -qw "$@" >/dev/null; }
+
+# tk_log_lines: how many lines the tokend log has now (a mark for tk_log_since).
+tk_log_lines() { local n; n=$(wc -l < "$TK_LOG" 2>/dev/null); echo "${n:-0}"; }
+
+# tk_log_since MARK: the log lines written after MARK (from tk_log_lines).
+tk_log_since() { tail -n "+$(( $1 + 1 ))" "$TK_LOG" 2>/dev/null; }
+
+# tk_log_count FIXED-STRING [MARK]: log lines containing the string (after MARK).
+tk_log_count() {
+    local n
+    n=$(tk_log_since "${2:-0}" | grep -cF -- "$1")
+    echo "${n:-0}"
+}
+
+# tk_log_has FIXED-STRING [MARK]: the log has such a line (after MARK).
+tk_log_has() { [ "$(tk_log_count "$1" "${2:-0}")" -gt 0 ]; }
+
+# tk_reason_has IFACE REGEX: the entry's reason matches (case-insensitive ERE).
+tk_reason_has() { tk_entry_field "$1" reason | grep -qiE -- "$2"; }
+
+# tk_ifindex IFACE: the kernel's ifindex of IFACE in the test namespace.
+tk_ifindex() { ip -n "$TK_NS" -o link show dev "$1" 2>/dev/null | awk -F: '{print $1; exit}'; }
+
+# tk_reload: SIGHUP tokend and wait until it has logged the outcome.
+tk_reload() {
+    local mark; mark=$(tk_log_lines)
+    kill -HUP "$TK_PID"
+    tk_wait 5 bash -c "tail -n +$((mark + 1)) '$TK_LOG' | grep -qE 'config reloaded|config reload failed'"
+}
+
+# tk_kernel_token_nl IFACE: like tk_kernel_token, read straight from rtnetlink
+# (IFLA_INET6_TOKEN), because `ip token` hides loopback and NOARP devices.
+tk_kernel_token_nl() {
+    ip netns exec "$TK_NS" python3 - "$1" <<'PY'
+import ipaddress, socket, struct, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+s.bind((0, 0))
+hdr = struct.pack("BBHiII", socket.AF_INET6, 0, 0, 0, 0, 0)
+s.send(struct.pack("IHHII", 16 + len(hdr), 18, 0x301, 1, 0) + hdr)   # RTM_GETLINK dump
+def attrs(b):
+    while len(b) >= 4:
+        ln, ty = struct.unpack_from("HH", b)
+        if ln < 4: break
+        yield ty & 0x3fff, b[4:ln]
+        b = b[(ln + 3) & ~3:]
+found = None
+done = False
+while not done:
+    data = s.recv(1 << 20)
+    while len(data) >= 16:
+        ln, ty, fl, seq, pid = struct.unpack_from("IHHII", data)
+        msg, data = data[16:ln], data[(ln + 3) & ~3:]
+        if ty == 3 or ty == 2:      # NLMSG_DONE, NLMSG_ERROR
+            done = True; break
+        name = tok = None
+        for t, v in attrs(msg[16:]):
+            if t == 3: name = v.rstrip(b"\0").decode()
+            elif t == 12:
+                for t2, v2 in attrs(v):
+                    if t2 == 7: tok = ipaddress.IPv6Address(v2[:16]).compressed
+        if name == sys.argv[1]:
+            found = tok or "::"
+print(found or "(no-interface)")
+PY
+}
+tk_token_is_nl() { [ "$(tk_kernel_token_nl "$1")" = "$2" ]; }

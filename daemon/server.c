@@ -29,6 +29,7 @@ struct client {
 	char *out;
 	size_t out_len, out_off;
 	bool closing; /* close once the output is flushed */
+	bool oneway;  /* the call being handled gets no reply */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -102,6 +103,10 @@ static int client_queue(struct client *c, char *msg, size_t len)
 
 	if (!msg)
 		return -ENOMEM;
+	if (c->oneway) {
+		free(msg);
+		return 0;
+	}
 	/* A client that does not read its replies cannot make us hold
 	 * unbounded memory. */
 	if (c->out_len - c->out_off + len > SERVER_MAX_OUTPUT) {
@@ -404,7 +409,6 @@ static int client_handle(struct client *c, const char *text)
 	struct varlink_call call;
 	char iface[256];
 	const char *name, *why;
-	size_t before = c->out_len;
 	int r;
 
 	r = varlink_call_parse(text, &call, &why);
@@ -420,6 +424,8 @@ static int client_handle(struct client *c, const char *text)
 						    json_object_new_string(call.method), NULL));
 		goto done;
 	}
+	/* A oneway call gets no reply, errors included. */
+	c->oneway = call.oneway;
 	if (strcmp(iface, TOKEND_INTERFACE) == 0)
 		r = dispatch_tokend(c, name, call.parameters);
 	else if (strcmp(iface, VARLINK_SERVICE_INTERFACE) == 0)
@@ -435,9 +441,7 @@ static int client_handle(struct client *c, const char *text)
 				daemon_error_params("no such method", "method",
 						    json_object_new_string(call.method), NULL));
 done:
-	/* A oneway call gets no reply: drop what was queued for it. */
-	if (call.oneway && r >= 0)
-		c->out_len = before;
+	c->oneway = false;
 	varlink_call_done(&call);
 	return r;
 }
@@ -467,6 +471,11 @@ static int client_read(struct client *c)
 	if (n == 0)
 		return -ECONNRESET;
 	r = varlink_reader_feed(&c->in, buf, (size_t)n);
+	while (r >= 0 && !c->closing && (r = varlink_reader_next(&c->in, &msg)) > 0) {
+		r = client_handle(c, msg);
+		free(msg);
+	}
+	/* Too long, whether found while buffering or once its NUL came. */
 	if (r == -EMSGSIZE) {
 		reply_error(c, "io.tokend.InvalidMessage",
 			    daemon_error_params("message longer than 1 MiB", "reason",
@@ -474,14 +483,6 @@ static int client_read(struct client *c)
 		varlink_reader_free(&c->in);
 		c->closing = true;
 		return 0;
-	}
-	if (r < 0)
-		return r;
-	while (!c->closing && (r = varlink_reader_next(&c->in, &msg)) > 0) {
-		r = client_handle(c, msg);
-		free(msg);
-		if (r < 0)
-			return r;
 	}
 	if (r < 0)
 		return r;

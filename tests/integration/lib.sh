@@ -208,3 +208,49 @@ print(found or "(no-interface)")
 PY
 }
 tk_token_is_nl() { [ "$(tk_kernel_token_nl "$1")" = "$2" ]; }
+
+# --- helpers for the control-socket tests (access, tokenctl) ---
+
+# tk_daemon_pid: tokend's own pid, as GetStatus reports it.
+tk_daemon_pid() {
+    tk_ctl --json status 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])' 2>/dev/null
+}
+
+# tk_start_under CMD...: like tk_start, with tokend run under CMD (strace ...).
+# TK_PID is then CMD's pid; stop with tk_stop_under.
+tk_start_under() {
+    [ -f "$TK_CONF" ] || printf '[tokend]\nlog-level = debug\n' > "$TK_CONF"
+    "$@" ip netns exec "$TK_NS" "$TOKEND" --config "$TK_CONF" --socket "$TK_SOCK" \
+        --state-dir "$TK_STATE" >> "$TK_LOG" 2>&1 &
+    TK_PID=$!
+    tk_wait 20 tk_ctl_quiet status || { tk_fail "tokend did not come up under $1"; return 1; }
+}
+
+# tk_stop_under: SIGTERM tokend itself (not the wrapper) and wait for the wrapper.
+tk_stop_under() {
+    local pid
+    [ -n "$TK_PID" ] || return 0
+    pid=$(tk_daemon_pid)
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+    wait "$TK_PID" 2>/dev/null
+    TK_PID=
+}
+
+# tk_run CMD...: run CMD (a program, not a shell function) as a child of its
+# own; sets TK_RC, TK_OUT, TK_ERR and TK_CPID, the pid CMD ran as (setpriv
+# and tokenctl exec, so it is also tokenctl's pid when CMD is one of them).
+tk_run() {
+    "$@" >"$TK_TMP/tk_run.out" 2>"$TK_TMP/tk_run.err" &
+    TK_CPID=$!
+    wait "$TK_CPID"
+    TK_RC=$?
+    TK_OUT=$(cat "$TK_TMP/tk_run.out")
+    TK_ERR=$(cat "$TK_TMP/tk_run.err")
+}
+
+# tk_json EXPR: evaluate a Python expression over the JSON document on stdin
+# (bound to d); prints the result, fails when stdin is not JSON or EXPR raises.
+tk_json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+
+# tk_is_json: stdin is one JSON document.
+tk_is_json() { python3 -c 'import json,sys; json.load(sys.stdin)' 2>/dev/null; }

@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES=(
     gcc make cmake pkg-config clang
-    libsystemd-dev libmnl-dev libjson-c-dev libinih-dev check
+    libsystemd-dev libmnl-dev libjson-c-dev libinih-dev libssl-dev check
     iproute2 python3 util-linux procps
     radvd strace valgrind
 )

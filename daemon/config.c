@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -48,6 +49,7 @@ enum section {
 	SECTION_TOKEND,
 	SECTION_GLOBAL,
 	SECTION_TOKENS,
+	SECTION_SA,
 	SECTION_UNKNOWN, /* already reported at its header */
 };
 
@@ -84,6 +86,15 @@ struct parse_ctx {
 
 	struct loc retry_min_at;
 	struct loc retry_max_at;
+
+	/* The [sa NAME] section being read: its index in c->assocs, where its
+	 * header is, and which keys it had. */
+	bool sa_open;
+	size_t sa_index;
+	struct loc sa_at;
+	uint8_t sa_local_family, sa_remote_family, sa_lnet_family, sa_rnet_family;
+	bool sa_has_number, sa_has_lnet, sa_has_rnet;
+	size_t assocs_cap;
 };
 
 /* Text from the config file, quoted into messages: control characters and
@@ -222,6 +233,10 @@ struct config *config_new_default(void)
 	c->client_timeout_usec = 10 * USEC_PER_SEC;
 	c->max_clients = 1024;
 	c->log_level = LOG_INFO;
+	c->reqid_base = 0x746b0000u; /* "tk" */
+	c->policy_priority = 0x2800;
+	c->counter_interval_usec = 1 * USEC_PER_SEC;
+	c->dwell_usec = 3 * USEC_PER_SEC;
 	c->match = calloc(2, sizeof(*c->match));
 	if (c->match)
 		c->match[0] = strdup("*");
@@ -247,6 +262,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_tokens; i++)
 		token_done(&c->tokens[i]);
 	free(c->tokens);
+	free(c->assocs);
 	strv_free(c->files);
 	free(c);
 }
@@ -448,6 +464,26 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 		set_duration(ctx, name, &c->client_timeout_usec, value);
 	} else if (strcmp(name, "max-clients") == 0) {
 		set_number(ctx, name, &c->max_clients, value, 1, MAX_CLIENTS_MAX);
+	} else if (strcmp(name, "reqid-base") == 0) {
+		unsigned long long v;
+		char *end;
+
+		errno = 0;
+		v = strtoull(value, &end, 0);
+		if (errno || *end || !isdigit((unsigned char)value[0]) || v > 0xffffffffULL - 65535) {
+			line_error(ctx, "invalid reqid-base \"%s\": expected a number from 0 to %u",
+				   esc(&q, value), 0xffffffffu - 65535);
+			return;
+		}
+		c->reqid_base = (uint32_t)v;
+	} else if (strcmp(name, "policy-priority") == 0) {
+		unsigned prio = c->policy_priority;
+		set_number(ctx, name, &prio, value, 1, UINT_MAX);
+		c->policy_priority = prio;
+	} else if (strcmp(name, "counter-interval") == 0) {
+		set_duration(ctx, name, &c->counter_interval_usec, value);
+	} else if (strcmp(name, "dwell") == 0) {
+		set_duration(ctx, name, &c->dwell_usec, value);
 	} else if (strcmp(name, "log-level") == 0) {
 		int level = log_level_from_string(value);
 
@@ -603,6 +639,302 @@ static void handle_global(struct parse_ctx *ctx, const char *name, const char *v
 	}
 }
 
+/* --- [sa NAME] sections ------------------------------------------------ */
+
+static struct assoc_def *sa_cur(struct parse_ctx *ctx)
+{
+	return ctx->sa_open ? &ctx->c->assocs[ctx->sa_index] : NULL;
+}
+
+static void sa_open_section(struct parse_ctx *ctx, const char *name)
+{
+	struct config *c = ctx->c;
+	struct assoc_def *d;
+	struct qbuf q;
+
+	if (strlen(name) > ASSOC_NAME_MAX) {
+		line_error(ctx, "association name \"%s\" is longer than %d characters",
+			   esc(&q, name), ASSOC_NAME_MAX);
+		ctx->section = SECTION_UNKNOWN;
+		return;
+	}
+	for (size_t i = 0; i < c->n_assocs; i++)
+		if (strcmp(c->assocs[i].name, name) == 0) {
+			line_error(ctx, "association %s already declared at %s", esc(&q, name),
+				   c->assocs[i].where);
+			ctx->section = SECTION_UNKNOWN;
+			return;
+		}
+	if (c->n_assocs == ctx->assocs_cap) {
+		size_t cap = ctx->assocs_cap ? ctx->assocs_cap * 2 : 8;
+		struct assoc_def *v = realloc(c->assocs, cap * sizeof(*v));
+		if (!v) {
+			ctx->oom = true;
+			ctx->section = SECTION_UNKNOWN;
+			return;
+		}
+		c->assocs = v;
+		ctx->assocs_cap = cap;
+	}
+	d = &c->assocs[c->n_assocs];
+	assoc_def_init(d);
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->where, sizeof(d->where), "%s:%u", ctx->file, ctx->line);
+	ctx->sa_index = c->n_assocs++;
+	ctx->sa_open = true;
+	ctx->sa_at = (struct loc){ctx->file, ctx->line};
+	ctx->sa_local_family = ctx->sa_remote_family = 0;
+	ctx->sa_lnet_family = ctx->sa_rnet_family = 0;
+	ctx->sa_has_number = ctx->sa_has_lnet = ctx->sa_has_rnet = false;
+}
+
+static int parse_addr(const char *s, union xfrm_addr_any *ret, uint8_t *family)
+{
+	if (inet_pton(AF_INET, s, &ret->v4) == 1) {
+		*family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &ret->v6) == 1) {
+		*family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int parse_prefix(const char *s, union xfrm_addr_any *ret, uint8_t *plen, uint8_t *family)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	unsigned long long v;
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+
+	if (n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	*ret = (union xfrm_addr_any){0};
+	if (parse_addr(buf, ret, family) < 0)
+		return -EINVAL;
+	v = *family == AF_INET ? 32 : 128;
+	if (slash && parse_unsigned(slash + 1, v, &v) < 0)
+		return -EINVAL;
+	*plen = (uint8_t)v;
+	return 0;
+}
+
+static int parse_protocol(const char *s, uint8_t *ret)
+{
+	static const struct {
+		const char *name;
+		uint8_t proto;
+	} names[] = {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP},        {"sctp", IPPROTO_SCTP},
+		     {"icmp", IPPROTO_ICMP}, {"ipv6-icmp", IPPROTO_ICMPV6}, {"icmpv6", IPPROTO_ICMPV6}};
+	unsigned long long v;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i].name) == 0) {
+			*ret = names[i].proto;
+			return 0;
+		}
+	if (parse_unsigned(s, 255, &v) < 0 || v == 0)
+		return -EINVAL;
+	*ret = (uint8_t)v;
+	return 0;
+}
+
+/* "credential:NAME" names a file systemd put in $CREDENTIALS_DIRECTORY. */
+static void sa_set_secret(struct parse_ctx *ctx, struct assoc_def *d, const char *value)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	struct qbuf q;
+
+	if (strncmp(value, "credential:", 11) == 0) {
+		const char *cred = value + 11;
+		if (!*cred || strchr(cred, '/')) {
+			line_error(ctx, "invalid secret \"%s\": expected credential:NAME",
+				   esc(&q, value));
+			return;
+		}
+		if (!dir || !*dir) {
+			line_error(ctx,
+				   "secret \"%s\" names a systemd credential, but "
+				   "$CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit)",
+				   esc(&q, value));
+			return;
+		}
+		snprintf(d->secret_path, sizeof(d->secret_path), "%s/%s", dir, cred);
+		return;
+	}
+	if (value[0] != '/' || strlen(value) >= sizeof(d->secret_path)) {
+		line_error(ctx, "invalid secret \"%s\": expected an absolute file path or "
+			   "credential:NAME", esc(&q, value));
+		return;
+	}
+	snprintf(d->secret_path, sizeof(d->secret_path), "%s", value);
+}
+
+static void sa_set_u64(struct parse_ctx *ctx, const char *key, uint64_t *field,
+		       const char *value, unsigned long long max)
+{
+	unsigned long long v;
+	struct qbuf q;
+
+	if (parse_unsigned(value, max, &v) < 0) {
+		line_error(ctx, "invalid %s \"%s\": expected an integer from 0 to %llu", key,
+			   esc(&q, value), max);
+		return;
+	}
+	*field = v;
+}
+
+static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value)
+{
+	struct assoc_def *d = sa_cur(ctx);
+	unsigned n;
+	struct qbuf q;
+
+	if (!d)
+		return;
+	if (strcmp(name, "number") == 0) {
+		n = 0;
+		set_number(ctx, name, &n, value, 1, ASSOC_NUMBER_MAX);
+		if (n) {
+			d->number = n;
+			ctx->sa_has_number = true;
+		}
+	} else if (strcmp(name, "local") == 0 || strcmp(name, "remote") == 0) {
+		bool local = name[0] == 'l';
+		if (parse_addr(value, local ? &d->local : &d->remote,
+			       local ? &ctx->sa_local_family : &ctx->sa_remote_family) < 0)
+			line_error(ctx, "invalid %s address \"%s\": expected an IPv4 or IPv6 address",
+				   name, esc(&q, value));
+	} else if (strcmp(name, "local-selector") == 0 || strcmp(name, "remote-selector") == 0) {
+		bool local = name[0] == 'l';
+		if (parse_prefix(value, local ? &d->local_net : &d->remote_net,
+				 local ? &d->local_plen : &d->remote_plen,
+				 local ? &ctx->sa_lnet_family : &ctx->sa_rnet_family) < 0)
+			line_error(ctx, "invalid %s \"%s\": expected ADDRESS or ADDRESS/PREFIXLEN",
+				   name, esc(&q, value));
+		else if (local)
+			ctx->sa_has_lnet = true;
+		else
+			ctx->sa_has_rnet = true;
+	} else if (strcmp(name, "mode") == 0) {
+		if (strcmp(value, "transport") == 0)
+			d->mode = XFRM_MODE_TRANSPORT;
+		else if (strcmp(value, "tunnel") == 0)
+			d->mode = XFRM_MODE_TUNNEL;
+		else
+			line_error(ctx, "invalid mode \"%s\": expected transport or tunnel",
+				   esc(&q, value));
+	} else if (strcmp(name, "algorithm") == 0) {
+		const struct keys_algorithm_info *a = keys_algorithm_by_name(value);
+		if (a)
+			d->algorithm = a->id;
+		else
+			line_error(ctx, "unknown algorithm \"%s\": expected aes-gcm-128, aes-gcm-256 "
+				   "or aes-cbc-hmac-sha256", esc(&q, value));
+	} else if (strcmp(name, "secret") == 0) {
+		sa_set_secret(ctx, d, value);
+	} else if (strcmp(name, "protocol") == 0) {
+		if (parse_protocol(value, &d->proto) < 0)
+			line_error(ctx, "invalid protocol \"%s\": expected tcp, udp, sctp, icmp, "
+				   "ipv6-icmp or a number from 1 to 255", esc(&q, value));
+	} else if (strcmp(name, "local-port") == 0 || strcmp(name, "remote-port") == 0) {
+		n = 0;
+		set_number(ctx, name, &n, value, 1, 65535);
+		if (name[0] == 'l')
+			d->local_port = (uint16_t)n;
+		else
+			d->remote_port = (uint16_t)n;
+	} else if (strcmp(name, "dev") == 0) {
+		const char *why;
+		if (addr_ifname_valid(value, &why) < 0)
+			line_error(ctx, "invalid dev \"%s\": %s", esc(&q, value), why);
+		else
+			snprintf(d->dev, sizeof(d->dev), "%s", value);
+	} else if (strcmp(name, "replay-window") == 0) {
+		n = d->replay_window;
+		set_number(ctx, name, &n, value, 1, 32);
+		d->replay_window = n;
+	} else if (strcmp(name, "lookahead") == 0) {
+		set_number(ctx, name, &d->lookahead, value, 1, ASSOC_LOOKAHEAD_MAX);
+	} else if (strcmp(name, "lifetime-bytes") == 0) {
+		sa_set_u64(ctx, name, &d->lifetime_bytes, value, UINT64_MAX / 2);
+	} else if (strcmp(name, "lifetime-packets") == 0) {
+		sa_set_u64(ctx, name, &d->lifetime_packets, value, 0xffffffffULL);
+		if (d->lifetime_packets == 0) {
+			line_error(ctx, "invalid lifetime-packets \"0\": a packet limit is always set "
+				   "so the 32-bit sequence number cannot wrap");
+			d->lifetime_packets = 0xffff0000ULL;
+		}
+	} else {
+		line_error(ctx, "unknown key \"%s\" in section [sa %s]", esc(&q, name), d->name);
+	}
+}
+
+/* The section is complete: check what needs the whole of it. */
+static void sa_close(struct parse_ctx *ctx)
+{
+	struct assoc_def *d = sa_cur(ctx);
+	const char *file = ctx->sa_at.file, *why;
+	unsigned line = ctx->sa_at.line;
+	size_t alen;
+
+	if (!d)
+		return;
+	ctx->sa_open = false;
+	if (!ctx->sa_has_number || !ctx->sa_local_family || !ctx->sa_remote_family ||
+	    !d->secret_path[0]) {
+		add_error(ctx, file, line, "association %s needs %s%s%s%s", d->name,
+			  ctx->sa_has_number ? "" : "number ",
+			  ctx->sa_local_family ? "" : "local ",
+			  ctx->sa_remote_family ? "" : "remote ", d->secret_path[0] ? "" : "secret");
+		return;
+	}
+	if (ctx->sa_local_family != ctx->sa_remote_family) {
+		add_error(ctx, file, line,
+			  "association %s mixes address families: local and remote must both be "
+			  "IPv4 or both IPv6", d->name);
+		return;
+	}
+	d->family = ctx->sa_local_family;
+	alen = d->family == AF_INET ? 4 : 16;
+	if (!ctx->sa_has_lnet) {
+		memcpy(&d->local_net, &d->local, alen);
+		d->local_plen = (uint8_t)(alen * 8);
+	} else if (ctx->sa_lnet_family != d->family) {
+		add_error(ctx, file, line, "association %s: local-selector is not of the family of "
+			  "its addresses", d->name);
+		return;
+	}
+	if (!ctx->sa_has_rnet) {
+		memcpy(&d->remote_net, &d->remote, alen);
+		d->remote_plen = (uint8_t)(alen * 8);
+	} else if (ctx->sa_rnet_family != d->family) {
+		add_error(ctx, file, line, "association %s: remote-selector is not of the family of "
+			  "its addresses", d->name);
+		return;
+	}
+	if (assoc_def_check(d, &why) < 0) {
+		add_error(ctx, file, line, "association %s: %s", d->name, why);
+		return;
+	}
+	for (size_t i = 0; i < ctx->sa_index; i++)
+		if (ctx->c->assocs[i].number == d->number)
+			add_error(ctx, file, line,
+				  "association %s uses number %u, already used by %s at %s", d->name,
+				  d->number, ctx->c->assocs[i].name, ctx->c->assocs[i].where);
+}
+
+const struct assoc_def *config_find_assoc(const struct config *c, const char *name)
+{
+	for (size_t i = 0; c && i < c->n_assocs; i++)
+		if (strcmp(c->assocs[i].name, name) == 0)
+			return &c->assocs[i];
+	return NULL;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *ctx = user;
@@ -641,6 +973,9 @@ static int config_handler(void *user, const char *section, const char *name, con
 	case SECTION_TOKENS:
 		handle_token(ctx, name, value);
 		break;
+	case SECTION_SA:
+		handle_sa(ctx, name, value);
+		break;
 	case SECTION_UNKNOWN:
 		break;
 	}
@@ -668,6 +1003,8 @@ static enum section section_from_name(const char *s, size_t n)
 		return SECTION_GLOBAL;
 	if (n == 6 && memcmp(s, "tokens", 6) == 0)
 		return SECTION_TOKENS;
+	if (n > 3 && memcmp(s, "sa", 2) == 0 && (s[2] == ' ' || s[2] == '\t'))
+		return SECTION_SA;
 	return SECTION_UNKNOWN;
 }
 
@@ -705,6 +1042,7 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 			return;
 		}
 		match_close(ctx);
+		sa_close(ctx);
 		ctx->prev = PREV_NONE;
 		ctx->section = section_from_name(start + 1, (size_t)(end - start - 1));
 		if (ctx->section == SECTION_UNKNOWN) {
@@ -712,8 +1050,19 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 
 			snprintf(name, sizeof(name), "%.*s", (int)(end - start - 1), start + 1);
 			line_error(ctx,
-				   "unknown section [%s]: expected [tokend], [global] or [tokens]",
+				   "unknown section [%s]: expected [tokend], [global], [tokens] or "
+				   "[sa NAME]",
 				   esc(&q, name));
+		} else if (ctx->section == SECTION_SA) {
+			char name[256];
+			const char *n = start + 3;
+
+			while (isspace((unsigned char)*n))
+				n++;
+			snprintf(name, sizeof(name), "%.*s", (int)(end - n), n);
+			for (size_t i = strlen(name); i > 0 && isspace((unsigned char)name[i - 1]); i--)
+				name[i - 1] = '\0';
+			sa_open_section(ctx, name);
 		}
 		return;
 	}
@@ -754,6 +1103,7 @@ static char *config_reader(char *str, int num, void *stream)
 
 	if (ctx->pos >= ctx->len || num < 2) {
 		match_close(ctx);
+		sa_close(ctx);
 		return NULL;
 	}
 	p = ctx->buf + ctx->pos;

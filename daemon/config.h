@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "assoc.h"
+
 /* The config file (INI, parsed by libinih) and its drop-in directory.
  *
  *   [tokend]                      daemon settings (all optional)
@@ -30,6 +32,29 @@
  *
  *   [tokens]
  *   veth0 = ::1a:2b:3c:4d         per-interface tokens
+ *
+ *   [sa NAME]                     an IPsec association (docs/associations.md)
+ *   number = 7                    1-65535, the same on both peers, unique per host
+ *   local = 192.0.2.1             this host's address
+ *   remote = 192.0.2.2            the peer's (same family)
+ *   secret = /etc/tokend/keys/NAME.key   or credential:NAME ($CREDENTIALS_DIRECTORY)
+ *   mode = transport              or tunnel
+ *   algorithm = aes-gcm-128       aes-gcm-256, aes-cbc-hmac-sha256
+ *   local-selector = 192.0.2.1/32 traffic selectors (default: the host addresses)
+ *   remote-selector = 192.0.2.2/32
+ *   protocol = tcp                optional: tcp, udp, sctp, icmp, ipv6-icmp or a number
+ *   local-port = 443              optional (tcp, udp, sctp)
+ *   remote-port = 0
+ *   dev = eth0                    optional: policies only for this interface
+ *   replay-window = 32            1-32
+ *   lookahead = 2                 inbound generations kept ahead of the current one
+ *   lifetime-bytes = 0            0: none
+ *   lifetime-packets = 4294901760 below the 32-bit sequence space
+ *
+ *   [tokend] also takes reqid-base (tokend owns reqids base+1..base+65535,
+ *   default 0x746b0000), policy-priority (default 0x2800), counter-interval
+ *   (how often inbound counters are read, default 1s) and dwell (minimum time
+ *   between early moves of a sender, default 3s, longer than the interval).
  *
  * Durations take a unit: ms, s, min, h (a bare number means seconds).
  * Drop-ins: every "*.conf" in the drop-in directory, in lexical order, after
@@ -64,6 +89,14 @@ struct config {
 	struct config_token *tokens; /* sorted by ifname */
 	size_t n_tokens;
 
+	/* IPsec associations, in file order. */
+	struct assoc_def *assocs;
+	size_t n_assocs;
+	uint32_t reqid_base;
+	uint32_t policy_priority;
+	uint64_t counter_interval_usec;
+	uint64_t dwell_usec;
+
 	char **files; /* files read, NULL-terminated */
 };
 
@@ -93,6 +126,8 @@ void config_free(struct config *c);
 void config_errors_clear(struct config_errors *errs);
 
 const struct config_token *config_find_token(const struct config *c, const char *ifname);
+
+const struct assoc_def *config_find_assoc(const struct config *c, const char *name);
 
 /* Parse "1.5s", "500ms", "2min", "1h", "30" (seconds). 0 or -EINVAL. */
 int config_parse_duration(const char *s, uint64_t *ret_usec);

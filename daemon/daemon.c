@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "assoc.h"
 #include "config.h"
 #include "log.h"
 #include "nl.h"
@@ -23,6 +24,7 @@
 #include "server.h"
 #include "store.h"
 #include "tokens.h"
+#include "xfrm.h"
 
 #define DEFAULT_CONFIG TOKEND_SYSCONFDIR "/tokend/tokend.conf"
 
@@ -39,6 +41,11 @@ struct daemon {
 	sd_event_source *reconcile_timer;
 	sd_event_source *retry_timer;
 	struct server *server;
+	struct assocs *assocs;
+	struct nl_sock *xreq;
+	struct nl_sock *xmon;
+	sd_event_source *xmon_source;
+	sd_event_source *counter_timer;
 	bool degraded;
 	char *degraded_reason;
 	bool ready;
@@ -46,6 +53,9 @@ struct daemon {
 	unsigned long long resyncs;
 	unsigned long long reconciles;
 };
+
+static int xfrm_resync(struct daemon *d);
+static void xfrm_reconcile(struct daemon *d, bool all);
 
 static uint64_t now_usec(void)
 {
@@ -209,6 +219,13 @@ static void apply_settings(struct daemon *d)
 	};
 
 	tokens_set_settings(d->tokens, &s);
+	if (d->assocs)
+		assocs_set_settings(d->assocs, &(struct assocs_settings){
+			.reqid_base = d->config->reqid_base,
+			.policy_priority = d->config->policy_priority,
+			.counter_interval_usec = d->config->counter_interval_usec,
+			.dwell_usec = d->config->dwell_usec,
+		});
 	if (d->opts.log_level >= 0)
 		log_set_level(d->opts.log_level);
 	else
@@ -407,6 +424,8 @@ static int on_reconcile_timer(sd_event_source *s, uint64_t usec, void *data)
 	log_debug("periodic reconcile");
 	resync(d);
 	reconcile(d, true);
+	xfrm_resync(d);
+	xfrm_reconcile(d, true);
 	sd_event_source_set_time(s, usec + d->config->reconcile_interval_usec);
 	return 0;
 }
@@ -439,6 +458,308 @@ static int open_netlink(struct daemon *d)
 	return sd_event_add_io(d->event, &d->mon_source, nl_fd(d->mon), EPOLLIN, on_monitor, d);
 }
 
+
+/* --- IPsec associations ------------------------------------------------ */
+
+/* Write the generations (and released numbers) with everything else in the
+ * state file: a new sending generation is on disk before its SA exists. */
+static int save_generations(struct daemon *d)
+{
+	struct assoc_gen_record *gens = NULL;
+	struct store_state next;
+	size_t n = 0;
+	char *err = NULL;
+	int r;
+
+	if (d->degraded)
+		return -EROFS;
+	r = store_state_copy(tokens_state(d->tokens), &next);
+	if (r < 0)
+		return r;
+	free(next.generations);
+	free(next.released);
+	next.generations = NULL;
+	next.released = NULL;
+	next.n_generations = next.n_released = 0;
+	r = assocs_get_generations(d->assocs, &gens, &n);
+	if (r == 0 && n > 0) {
+		next.generations = calloc(n, sizeof(*next.generations));
+		if (!next.generations)
+			r = -ENOMEM;
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			snprintf(next.generations[i].name, sizeof(next.generations[i].name), "%s",
+				 gens[i].name);
+			next.generations[i].out_gen = gens[i].out_gen;
+			next.generations[i].in_gen = gens[i].in_gen;
+		}
+		next.n_generations = next.generations ? n : 0;
+	}
+	free(gens);
+	if (r == 0)
+		r = assocs_get_released(d->assocs, &next.released, &next.n_released);
+	if (r < 0) {
+		store_state_free(&next);
+		return r;
+	}
+	r = commit_state(d, &next, &err);
+	if (r < 0) {
+		log_error("%s; no new generation is used until it can be recorded", err);
+		free(err);
+	}
+	return r;
+}
+
+static void describe_xfrm(const struct nlmsghdr *nlh)
+{
+	char buf[512];
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	xfrm_msg_describe(nlh, buf, sizeof(buf));
+	log_debug("netlink: %s", buf);
+}
+
+static bool xfrm_resync_wanted;
+
+static int on_xfrm_message(const struct nlmsghdr *nlh, void *data)
+{
+	struct daemon *d = data;
+	struct xfrm_policy p;
+	struct xfrm_sa sa;
+	bool hard;
+
+	describe_xfrm(nlh);
+	switch (nlh->nlmsg_type) {
+	case XFRM_MSG_NEWSA:
+	case XFRM_MSG_UPDSA:
+		if (xfrm_sa_parse(nlh, &sa) == 0)
+			assocs_sa_seen(d->assocs, &sa, now_usec());
+		break;
+	case XFRM_MSG_DELSA:
+		if (xfrm_sa_parse(nlh, &sa) == 0)
+			assocs_sa_gone(d->assocs, &sa, now_usec());
+		break;
+	case XFRM_MSG_EXPIRE:
+		if (xfrm_expire_parse(nlh, &sa, &hard) == 0)
+			assocs_sa_expired(d->assocs, &sa, hard, now_usec());
+		break;
+	case XFRM_MSG_NEWPOLICY:
+	case XFRM_MSG_UPDPOLICY:
+		if (xfrm_policy_parse(nlh, &p) == 0)
+			assocs_policy_seen(d->assocs, &p);
+		break;
+	case XFRM_MSG_DELPOLICY:
+		if (xfrm_policy_parse(nlh, &p) == 0)
+			assocs_policy_gone(d->assocs, &p);
+		break;
+	case XFRM_MSG_FLUSHSA:
+	case XFRM_MSG_FLUSHPOLICY:
+		/* Someone flushed (case S1): read everything again. */
+		xfrm_resync_wanted = true;
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+static int xfrm_dump(struct daemon *d, uint16_t type)
+{
+	char buf[256];
+	int r = -EAGAIN;
+
+	for (int tries = 0; tries < 5 && r == -EAGAIN; tries++) {
+		struct nlmsghdr *nlh = xfrm_build_dump(buf, sizeof(buf), type);
+		r = nl_transact(d->xreq, nlh, on_xfrm_message, d, NULL);
+	}
+	return r;
+}
+
+static int xfrm_resync(struct daemon *d)
+{
+	int r;
+
+	if (!d->xreq)
+		return 0;
+	assocs_resync_begin(d->assocs);
+	r = xfrm_dump(d, XFRM_MSG_GETSA);
+	if (r == 0)
+		r = xfrm_dump(d, XFRM_MSG_GETPOLICY);
+	if (r < 0) {
+		log_warning("cannot read SAs and policies from the kernel: %s", strerror(-r));
+		return r;
+	}
+	assocs_resync_end(d->assocs);
+	xfrm_resync_wanted = false;
+	return 0;
+}
+
+static struct nlmsghdr *build_assoc_request(const struct assoc_action *a, void *buf, size_t len)
+{
+	switch (a->op) {
+	case ASSOC_OP_ADD_SA:
+		return xfrm_build_newsa(buf, len, &a->sa, false);
+	case ASSOC_OP_UPDATE_SA:
+		return xfrm_build_newsa(buf, len, &a->sa, true);
+	case ASSOC_OP_DEL_SA:
+		return xfrm_build_delsa(buf, len, a->sa.family, &a->sa.dst, a->sa.spi, a->sa.proto);
+	case ASSOC_OP_ADD_POLICY:
+		return xfrm_build_newpolicy(buf, len, &a->policy, false);
+	case ASSOC_OP_UPDATE_POLICY:
+		return xfrm_build_newpolicy(buf, len, &a->policy, true);
+	case ASSOC_OP_DEL_POLICY:
+		return xfrm_build_delpolicy(buf, len, &a->policy);
+	}
+	return NULL;
+}
+
+static void on_assoc_done(uintptr_t cookie, const struct nl_ack *ack, void *data)
+{
+	struct daemon *d = data;
+	const struct assoc_action *a = (const struct assoc_action *)cookie;
+
+	log_debug("%s: kernel answered: %s%s%s", a->name[0] ? a->name : "(orphan)",
+		  ack->error ? strerror(-ack->error) : "ok", ack->msg[0] ? ": " : "", ack->msg);
+	assocs_action_done(d->assocs, a, ack, now_usec());
+}
+
+static void send_assoc_actions(struct daemon *d, struct assoc_action *v, int n)
+{
+	struct nl_batch *b = NULL;
+
+	if (n <= 0 || nl_batch_new(d->xreq, &b) < 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		char desc[512];
+		size_t len;
+		struct nlmsghdr *nlh = nl_batch_msg(b, &len);
+
+		if (!nlh) {
+			nl_batch_flush(b, on_assoc_done, d);
+			nlh = nl_batch_msg(b, &len);
+		}
+		assoc_action_describe(&v[i], desc, sizeof(desc));
+		if (!build_assoc_request(&v[i], nlh, len)) {
+			log_error("cannot build request: %s", desc);
+			continue;
+		}
+		log_debug("netlink request: %s", desc);
+		nl_batch_add(b, (uintptr_t)&v[i]);
+	}
+	nl_batch_flush(b, on_assoc_done, d);
+	nl_batch_free(b); /* wipes the buffer: requests held keys */
+}
+
+/* The one place that writes SAs and policies to the kernel. A generation
+ * that moved ahead is written to disk first, then its SA installed. */
+static void xfrm_reconcile(struct daemon *d, bool all)
+{
+	if (!d->xreq)
+		return;
+	if (xfrm_resync_wanted)
+		xfrm_resync(d);
+	for (int pass = 0; pass < 3; pass++) {
+		struct assoc_action *v = NULL;
+		int n = assocs_plan(d->assocs, now_usec(), all || pass > 0, &v);
+
+		if (n < 0)
+			return;
+		if (assocs_need_save(d->assocs) && save_generations(d) == 0)
+			assocs_generations_saved(d->assocs);
+		send_assoc_actions(d, v, n);
+		assoc_actions_free(v, (size_t)(n > 0 ? n : 0));
+		if (!assocs_dirty(d->assocs))
+			break;
+	}
+	if (xfrm_resync_wanted) {
+		xfrm_resync(d);
+		xfrm_reconcile(d, true);
+	}
+}
+
+static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
+{
+	struct daemon *d = data;
+	int r = nl_monitor_read(d->xmon, on_xfrm_message, d);
+
+	if (r == -ENOBUFS) {
+		/* Case S3: keep the socket, ask for a larger buffer, re-read. */
+		log_warning("XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
+		nl_set_rcvbuf(d->xmon, 16 * 1024 * 1024);
+		nl_monitor_read(d->xmon, on_xfrm_message, d);
+		xfrm_resync_wanted = true;
+	} else if (r < 0) {
+		log_warning("XFRM monitor read failed: %s", strerror(-r));
+	}
+	if (xfrm_resync_wanted) {
+		xfrm_resync(d);
+		xfrm_reconcile(d, true);
+	} else if (assocs_dirty(d->assocs)) {
+		xfrm_reconcile(d, false);
+	}
+	return 0;
+}
+
+/* Inbound counters show when the peer has moved to a newer generation;
+ * the periodic dump also catches anything a missed event hid. */
+static int on_counter_timer(sd_event_source *s, uint64_t usec, void *data)
+{
+	struct daemon *d = data;
+
+	if (assocs_count(d->assocs) > 0) {
+		xfrm_resync(d);
+		xfrm_reconcile(d, false);
+	}
+	sd_event_source_set_time(s, usec + d->config->counter_interval_usec);
+	return 0;
+}
+
+static int open_xfrm(struct daemon *d)
+{
+	static const unsigned groups[] = {XFRMNLGRP_SA, XFRMNLGRP_POLICY, XFRMNLGRP_EXPIRE};
+	int r;
+
+	r = nl_open(NETLINK_XFRM, false, &d->xreq);
+	if (r < 0)
+		goto fail;
+	r = nl_open(NETLINK_XFRM, true, &d->xmon);
+	if (r < 0)
+		goto fail;
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+		r = nl_join_group(d->xmon, groups[i]);
+		if (r < 0)
+			goto fail;
+	}
+	nl_set_rcvbuf(d->xmon, 4 * 1024 * 1024);
+	return sd_event_add_io(d->event, &d->xmon_source, nl_fd(d->xmon), EPOLLIN,
+			       on_xfrm_monitor, d);
+fail:
+	nl_close(d->xreq);
+	nl_close(d->xmon);
+	d->xreq = d->xmon = NULL;
+	return r;
+}
+
+static int load_assocs(struct daemon *d)
+{
+	const struct store_state *st = tokens_state(d->tokens);
+	struct assoc_gen_record *gens;
+	int r;
+
+	r = assocs_set_defs(d->assocs, d->config->assocs, d->config->n_assocs);
+	if (r < 0)
+		return r;
+	gens = calloc(st->n_generations ? st->n_generations : 1, sizeof(*gens));
+	if (!gens)
+		return -ENOMEM;
+	for (size_t i = 0; i < st->n_generations; i++) {
+		snprintf(gens[i].name, sizeof(gens[i].name), "%s", st->generations[i].name);
+		gens[i].out_gen = st->generations[i].out_gen;
+		gens[i].in_gen = st->generations[i].in_gen;
+	}
+	assocs_set_generations(d->assocs, gens, st->n_generations);
+	free(gens);
+	return assocs_set_released(d->assocs, st->released, st->n_released);
+}
+
 /* --- signals and reload ------------------------------------------------ */
 
 static int reload(struct daemon *d)
@@ -458,9 +779,12 @@ static int reload(struct daemon *d)
 	d->config = c;
 	tokens_set_config(d->tokens, c);
 	apply_settings(d);
-	config_free(old);
 	adopt_config_into_state(d);
+	if (assocs_set_defs(d->assocs, c->assocs, c->n_assocs) < 0)
+		log_error("out of memory while reloading associations");
+	config_free(old);
 	reconcile(d, true);
+	xfrm_reconcile(d, true);
 	sd_event_source_set_time_relative(d->reconcile_timer, c->reconcile_interval_usec);
 	log_info("config reloaded: %zu token%s%s", c->n_tokens, c->n_tokens == 1 ? "" : "s",
 		 c->has_global ? " and a global token" : "");
@@ -548,9 +872,17 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	if (r < 0)
 		goto fail;
 	apply_settings(d);
+	r = assocs_new(&(struct assocs_settings){0}, &d->assocs);
+	if (r < 0)
+		goto fail;
+	apply_settings(d);
 	tokens_set_config(d->tokens, d->config);
 	load_state(d);
+	assocs_set_degraded(d->assocs, d->degraded);
 	adopt_config_into_state(d);
+	r = load_assocs(d);
+	if (r < 0)
+		goto fail;
 
 	r = sd_event_default(&d->event);
 	if (r < 0)
@@ -560,6 +892,10 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 		log_error("cannot open rtnetlink: %s", strerror(-r));
 		goto fail;
 	}
+	r = open_xfrm(d);
+	if (r < 0 && d->config->n_assocs > 0)
+		log_error("cannot open XFRM netlink (%s): IPsec associations cannot be installed",
+			  strerror(-r));
 	r = server_new(d, d->event,
 		       &(struct server_options){
 			       .path = d->config->socket_path,
@@ -586,8 +922,13 @@ void daemon_free(struct daemon *d)
 	sd_event_source_unref(d->mon_source);
 	sd_event_source_unref(d->reconcile_timer);
 	sd_event_source_unref(d->retry_timer);
+	sd_event_source_unref(d->counter_timer);
+	sd_event_source_unref(d->xmon_source);
 	nl_close(d->mon);
 	nl_close(d->req);
+	nl_close(d->xmon);
+	nl_close(d->xreq);
+	assocs_free(d->assocs);
 	tokens_free(d->tokens);
 	config_free(d->config);
 	sd_event_unref(d->event);
@@ -620,11 +961,18 @@ int daemon_run(struct daemon *d)
 	if (r < 0)
 		return 1;
 
+	r = sd_event_add_time_relative(d->event, &d->counter_timer, CLOCK_MONOTONIC,
+				       d->config->counter_interval_usec, 0, on_counter_timer, d);
+	if (r < 0)
+		return 1;
+
 	/* Adopt what the kernel has: nothing right is removed and re-added. */
 	r = resync(d);
 	if (r < 0)
 		return 1;
 	reconcile(d, true);
+	xfrm_resync(d);
+	xfrm_reconcile(d, true);
 	d->ready = true;
 	log_info("tokend %s ready: config %s, state %s, socket %s", TOKEND_VERSION, d->config_path,
 		 d->state_file, d->config->socket_path);

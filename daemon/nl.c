@@ -251,6 +251,8 @@ void nl_batch_free(struct nl_batch *b)
 {
 	if (!b)
 		return;
+	/* Requests may have carried key material. */
+	explicit_bzero(b->buf, NL_BUF_SIZE);
 	mnl_nlmsg_batch_stop(b->mb);
 	free(b->buf);
 	free(b);
@@ -334,6 +336,7 @@ int nl_batch_flush(struct nl_batch *b, nl_batch_done_t done, void *data)
 			done(b->pending[i].cookie, &ack, data);
 		}
 	b->n = 0;
+	explicit_bzero(b->buf, NL_BUF_SIZE);
 	mnl_nlmsg_batch_reset(b->mb);
 	return r;
 }

@@ -74,6 +74,8 @@ void store_state_free(struct store_state *st)
 		return;
 	free(st->tokens);
 	free(st->owned);
+	free(st->generations);
+	free(st->released);
 	*st = (struct store_state){0};
 }
 
@@ -238,6 +240,90 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 	return 0;
 }
 
+static bool json_u64(json_object *o, const char *key, uint64_t *ret)
+{
+	json_object *v;
+	int64_t n;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+		return false;
+	n = json_object_get_int64(v);
+	if (n < 0)
+		return false;
+	*ret = (uint64_t)n;
+	return true;
+}
+
+/* Files written before associations existed have no such members. */
+static int parse_generations(const char *path, json_object *root, struct store_state *st,
+			     char **ret_error)
+{
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(root, "associations", &arr))
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		goto bad;
+	n = json_object_array_length(arr);
+	st->generations = calloc(n ? n : 1, sizeof(*st->generations));
+	if (!st->generations)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_array_get_idx(arr, i), *name;
+		struct store_generation *g = &st->generations[i];
+
+		if (!json_object_is_type(o, json_type_object) ||
+		    !json_object_object_get_ex(o, "name", &name) ||
+		    !json_object_is_type(name, json_type_string) ||
+		    strlen(json_object_get_string(name)) >= sizeof(g->name) ||
+		    !json_u64(o, "out_generation", &g->out_gen) ||
+		    !json_u64(o, "in_generation", &g->in_gen))
+			goto bad;
+		snprintf(g->name, sizeof(g->name), "%s", json_object_get_string(name));
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(st->generations[j].name, g->name) == 0)
+				goto bad;
+		st->n_generations++;
+	}
+	return 0;
+bad:
+	set_error(ret_error, "%s: \"associations\" is not a list of {name, out_generation, "
+		  "in_generation} with unique names", path);
+	return -EBADMSG;
+}
+
+static int parse_released(const char *path, json_object *root, struct store_state *st,
+			  char **ret_error)
+{
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(root, "released", &arr))
+		return 0;
+	if (!json_object_is_type(arr, json_type_array))
+		goto bad;
+	n = json_object_array_length(arr);
+	st->released = calloc(n ? n : 1, sizeof(*st->released));
+	if (!st->released)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(arr, i);
+		int64_t num;
+
+		if (!json_object_is_type(v, json_type_int))
+			goto bad;
+		num = json_object_get_int64(v);
+		if (num < 1 || num > 65535)
+			goto bad;
+		st->released[st->n_released++] = (uint32_t)num;
+	}
+	return 0;
+bad:
+	set_error(ret_error, "%s: \"released\" is not a list of association numbers", path);
+	return -EBADMSG;
+}
+
 static int parse_state(const char *path, const char *buf, size_t len, struct store_state *st,
 		       char **ret_error)
 {
@@ -313,6 +399,12 @@ static int parse_state(const char *path, const char *buf, size_t len, struct sto
 	if (r < 0)
 		goto out;
 	r = parse_entries(path, root, "owned", false, &st->owned, &st->n_owned, ret_error);
+	if (r < 0)
+		goto out;
+	r = parse_generations(path, root, st, ret_error);
+	if (r < 0)
+		goto out;
+	r = parse_released(path, root, st, ret_error);
 out:
 	json_object_put(root);
 	return r;
@@ -434,6 +526,32 @@ static int add_member(json_object *obj, const char *key, json_object *val)
 	return 0;
 }
 
+static json_object *generations_to_json(const struct store_state *st)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; arr && i < st->n_generations; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "name", json_object_new_string(st->generations[i].name));
+		json_object_object_add(o, "out_generation",
+				       json_object_new_int64((int64_t)st->generations[i].out_gen));
+		json_object_object_add(o, "in_generation",
+				       json_object_new_int64((int64_t)st->generations[i].in_gen));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static json_object *released_to_json(const struct store_state *st)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; arr && i < st->n_released; i++)
+		json_object_array_add(arr, json_object_new_int64(st->released[i]));
+	return arr;
+}
+
 static int state_to_text(const struct store_state *st, char **ret)
 {
 	json_object *root, *tokens = NULL, *owned = NULL;
@@ -459,6 +577,12 @@ static int state_to_text(const struct store_state *st, char **ret)
 	if (r < 0)
 		goto out;
 	r = add_member(root, "owned", owned);
+	if (r < 0)
+		goto out;
+	r = add_member(root, "associations", generations_to_json(st));
+	if (r < 0)
+		goto out;
+	r = add_member(root, "released", released_to_json(st));
 	if (r < 0)
 		goto out;
 	text =
@@ -613,10 +737,33 @@ static int entries_copy(const struct store_entry *src, size_t n, struct store_en
 	return 0;
 }
 
+static void *copy_array(const void *src, size_t n, size_t size, bool *failed)
+{
+	void *p;
+
+	if (n == 0)
+		return NULL;
+	p = malloc(n * size);
+	if (!p) {
+		*failed = true;
+		return NULL;
+	}
+	memcpy(p, src, n * size);
+	return p;
+}
+
 int store_state_copy(const struct store_state *src, struct store_state *dst)
 {
-	*dst = (struct store_state){.n_tokens = src->n_tokens, .n_owned = src->n_owned};
-	if (entries_copy(src->tokens, src->n_tokens, &dst->tokens) < 0 ||
+	bool failed = false;
+
+	*dst = (struct store_state){.n_tokens = src->n_tokens, .n_owned = src->n_owned,
+				    .n_generations = src->n_generations,
+				    .n_released = src->n_released};
+	dst->generations = copy_array(src->generations, src->n_generations,
+				      sizeof(*src->generations), &failed);
+	dst->released = copy_array(src->released, src->n_released, sizeof(*src->released),
+				   &failed);
+	if (failed || entries_copy(src->tokens, src->n_tokens, &dst->tokens) < 0 ||
 	    entries_copy(src->owned, src->n_owned, &dst->owned) < 0) {
 		store_state_free(dst);
 		return -ENOMEM;

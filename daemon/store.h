@@ -29,11 +29,25 @@ struct store_entry {
 	struct in6_addr token;
 };
 
+/* How far each direction of an association has gone: the highest
+ * generation sent on is on disk before its first packet can leave. */
+struct store_generation {
+	char name[65];
+	uint64_t out_gen;
+	uint64_t in_gen;
+};
+
 struct store_state {
 	struct store_entry *tokens;
 	size_t n_tokens;
 	struct store_entry *owned;
 	size_t n_owned;
+	/* "associations": [{"name": ..., "out_generation": N, "in_generation": N}] */
+	struct store_generation *generations;
+	size_t n_generations;
+	/* "released": association numbers handed over to another tool */
+	uint32_t *released;
+	size_t n_released;
 };
 
 /* Load the file. A missing file gives an empty state and returns 0. Any other

@@ -1,0 +1,1416 @@
+/* SPDX-License-Identifier: MIT */
+#include "assoc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum { DIR_IN, DIR_OUT, DIR_FWD, DIR_MAX };
+static const uint8_t dir_kernel[DIR_MAX] = {XFRM_POLICY_IN, XFRM_POLICY_OUT, XFRM_POLICY_FWD};
+static const char *const dir_names[DIR_MAX] = {"in", "out", "fwd"};
+
+/* An SA of one association as the kernel reports it. */
+struct obs_sa {
+	struct xfrm_sa sa;
+	bool outbound;
+	uint64_t gen;
+	bool key_ok; /* its key is the derivation for (direction, gen) */
+	bool seen;
+};
+
+struct assoc {
+	struct assoc_def def;
+	const struct keys_algorithm_info *alg;
+	struct keys_secret *secret;
+	char secret_error[320];
+
+	uint64_t out_gen;   /* the generation this side sends on */
+	uint64_t out_saved; /* the highest generation on disk */
+	bool saved_valid;
+	uint64_t in_gen;    /* lowest generation of the receive window */
+	bool out_sent;      /* out_gen's SA was in the kernel: losing it means moving on */
+	bool adopted;       /* the first reconcile after start has run */
+	uint64_t last_move; /* when the sender last moved early */
+	unsigned long long moves;
+
+	struct obs_sa *sas;
+	size_t n_sas;
+	bool pol_seen[DIR_MAX];
+	struct xfrm_policy pol[DIR_MAX];
+
+	char state[16];
+	char reason[400];
+	char conflict[300];
+	char sa_error[400];
+	bool dirty;
+	unsigned inflight;
+};
+
+struct orphan {
+	bool is_policy;
+	struct xfrm_sa sa;
+	struct xfrm_policy policy;
+	bool seen;
+};
+
+struct assocs {
+	struct assocs_settings set;
+	struct assoc **v;
+	size_t n;
+	struct orphan *orphans;
+	size_t n_orphans;
+	uint32_t *released; /* association numbers handed over to another tool */
+	size_t n_released;
+	bool degraded;
+	bool need_save;
+	bool any_dirty;
+	bool synced; /* a full dump has been read */
+};
+
+/* --- definitions -------------------------------------------------------- */
+
+void assoc_def_init(struct assoc_def *d)
+{
+	*d = (struct assoc_def){
+		.mode = XFRM_MODE_TRANSPORT,
+		.algorithm = KEYS_ALG_AES_GCM_128,
+		.replay_window = 32,
+		.lookahead = 2,
+		/* The ESP sequence number is 32 bits (no ESN): stop well before
+		 * it could wrap (case S4). */
+		.lifetime_packets = 0xffff0000ULL,
+	};
+}
+
+static size_t addr_len(uint8_t family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+static bool addr_eq(uint8_t family, const union xfrm_addr_any *a, const union xfrm_addr_any *b)
+{
+	return memcmp(a, b, addr_len(family)) == 0;
+}
+
+int assoc_def_check(const struct assoc_def *d, const char **why)
+{
+	size_t n = strlen(d->name);
+
+	if (n == 0 || n > ASSOC_NAME_MAX) {
+		*why = "the name must be 1 to 64 characters";
+		return -EINVAL;
+	}
+	for (const char *p = d->name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.')) {
+			*why = "the name may hold letters, digits, '-', '_' and '.' only";
+			return -EINVAL;
+		}
+	if (d->number < 1 || d->number > ASSOC_NUMBER_MAX) {
+		*why = "the association number must be 1 to 65535";
+		return -EINVAL;
+	}
+	if (d->family != AF_INET && d->family != AF_INET6) {
+		*why = "local and remote must both be IPv4 or both IPv6 addresses";
+		return -EINVAL;
+	}
+	if (addr_eq(d->family, &d->local, &d->remote)) {
+		*why = "local and remote are the same address";
+		return -EINVAL;
+	}
+	if (!keys_algorithm_by_id(d->algorithm)) {
+		*why = "unknown algorithm";
+		return -EINVAL;
+	}
+	if (d->mode != XFRM_MODE_TRANSPORT && d->mode != XFRM_MODE_TUNNEL) {
+		*why = "mode must be transport or tunnel";
+		return -EINVAL;
+	}
+	if (d->secret_path[0] == '\0') {
+		*why = "a secret file is required: keys are always derived from a master secret";
+		return -EINVAL;
+	}
+	/* Without ESN the kernel keeps at most 32 packets of replay state;
+	 * 0 would switch anti-replay off (case S5). */
+	if (d->replay_window < 1 || d->replay_window > 32) {
+		*why = "replay-window must be 1 to 32";
+		return -EINVAL;
+	}
+	if (d->lookahead < 1 || d->lookahead > ASSOC_LOOKAHEAD_MAX) {
+		*why = "lookahead must be 1 to 16";
+		return -EINVAL;
+	}
+	if (d->lifetime_packets == 0 || d->lifetime_packets > 0xffffffffULL) {
+		*why = "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)";
+		return -EINVAL;
+	}
+	if ((d->local_port || d->remote_port) && d->proto != IPPROTO_TCP &&
+	    d->proto != IPPROTO_UDP && d->proto != IPPROTO_SCTP) {
+		*why = "ports need protocol tcp, udp or sctp";
+		return -EINVAL;
+	}
+	if (d->local_plen > addr_len(d->family) * 8 || d->remote_plen > addr_len(d->family) * 8) {
+		*why = "a selector prefix is longer than the address";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Direction bit: 0 when the sender's address is the lower one, so both
+ * peers name a direction the same way. */
+static unsigned direction_bit(uint8_t family, const union xfrm_addr_any *src,
+			      const union xfrm_addr_any *dst)
+{
+	return memcmp(src, dst, addr_len(family)) < 0 ? 0 : 1;
+}
+
+uint32_t assoc_spi(uint32_t number, uint8_t family, const union xfrm_addr_any *src,
+		   const union xfrm_addr_any *dst, uint64_t gen)
+{
+	return ASSOC_SPI_BASE | (number & 0xffff) << 8 | direction_bit(family, src, dst) << 7 |
+	       (uint32_t)(gen % ASSOC_GEN_WINDOW);
+}
+
+/* --- the manager ------------------------------------------------------- */
+
+int assocs_new(const struct assocs_settings *s, struct assocs **ret)
+{
+	struct assocs *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	m->set = *s;
+	*ret = m;
+	return 0;
+}
+
+static void assoc_free(struct assoc *a)
+{
+	if (!a)
+		return;
+	keys_secret_free(a->secret);
+	free(a->sas);
+	free(a);
+}
+
+void assocs_free(struct assocs *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		assoc_free(m->v[i]);
+	free(m->v);
+	free(m->orphans);
+	free(m->released);
+	free(m);
+}
+
+void assocs_set_settings(struct assocs *m, const struct assocs_settings *s)
+{
+	m->set = *s;
+}
+
+void assocs_set_degraded(struct assocs *m, bool degraded)
+{
+	m->degraded = degraded;
+}
+
+static struct assoc *find_name(const struct assocs *m, const char *name)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->v[i]->def.name, name) == 0)
+			return m->v[i];
+	return NULL;
+}
+
+static struct assoc *find_number(const struct assocs *m, uint32_t number)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i]->def.number == number)
+			return m->v[i];
+	return NULL;
+}
+
+static bool reqid_ours(const struct assocs *m, uint32_t reqid, uint32_t *number)
+{
+	if (reqid <= m->set.reqid_base || reqid - m->set.reqid_base > ASSOC_NUMBER_MAX)
+		return false;
+	*number = reqid - m->set.reqid_base;
+	return true;
+}
+
+static bool released(const struct assocs *m, uint32_t number)
+{
+	for (size_t i = 0; i < m->n_released; i++)
+		if (m->released[i] == number)
+			return true;
+	return false;
+}
+
+static void mark(struct assocs *m, struct assoc *a)
+{
+	a->dirty = true;
+	m->any_dirty = true;
+}
+
+static void set_state(struct assoc *a, const char *state, const char *reason)
+{
+	snprintf(a->state, sizeof(a->state), "%s", state);
+	snprintf(a->reason, sizeof(a->reason), "%s", reason ? reason : "");
+}
+
+static void load_secret(struct assoc *a)
+{
+	char *err = NULL;
+
+	keys_secret_free(a->secret);
+	a->secret = NULL;
+	a->secret_error[0] = '\0';
+	if (keys_secret_load(a->def.secret_path, &a->secret, &err) < 0) {
+		snprintf(a->secret_error, sizeof(a->secret_error), "%s",
+			 err ? err : "cannot load the secret");
+		log_error("%s: %s; its policies stay, so its traffic is blocked", a->def.name,
+			  a->secret_error);
+	}
+	free(err);
+}
+
+static void orphan_add_sa(struct assocs *m, const struct xfrm_sa *sa)
+{
+	struct orphan *o = realloc(m->orphans, (m->n_orphans + 1) * sizeof(*o));
+
+	if (!o)
+		return;
+	m->orphans = o;
+	m->orphans[m->n_orphans++] = (struct orphan){.sa = *sa, .seen = true};
+}
+
+static void orphan_add_policy(struct assocs *m, const struct xfrm_policy *p)
+{
+	struct orphan *o = realloc(m->orphans, (m->n_orphans + 1) * sizeof(*o));
+
+	if (!o)
+		return;
+	m->orphans = o;
+	m->orphans[m->n_orphans++] = (struct orphan){.is_policy = true, .policy = *p, .seen = true};
+}
+
+/* An association that is no longer declared: what it had in the kernel is
+ * now an orphan, removed by the next reconcile. */
+static void assoc_retire(struct assocs *m, struct assoc *a)
+{
+	for (size_t i = 0; i < a->n_sas; i++)
+		orphan_add_sa(m, &a->sas[i].sa);
+	for (int d = 0; d < DIR_MAX; d++)
+		if (a->pol_seen[d])
+			orphan_add_policy(m, &a->pol[d]);
+	m->any_dirty = true;
+}
+
+static bool def_changed_keys(const struct assoc_def *a, const struct assoc_def *b)
+{
+	/* Anything that feeds the keys or SPIs: the old SAs cannot stay. */
+	return a->number != b->number || a->family != b->family ||
+	       !addr_eq(a->family, &a->local, &b->local) ||
+	       !addr_eq(a->family, &a->remote, &b->remote) || a->algorithm != b->algorithm ||
+	       strcmp(a->secret_path, b->secret_path) != 0 || a->mode != b->mode;
+}
+
+int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
+{
+	struct assoc **v = calloc(n ? n : 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct assoc *old = find_name(m, defs[i].name);
+
+		if (old && !def_changed_keys(&old->def, &defs[i])) {
+			old->def = defs[i];
+			old->alg = keys_algorithm_by_id(defs[i].algorithm);
+			load_secret(old); /* the file may have been replaced */
+			v[i] = old;
+		} else {
+			v[i] = calloc(1, sizeof(**v));
+			if (!v[i]) {
+				for (size_t j = 0; j < i; j++)
+					if (!find_name(m, v[j]->def.name) || v[j] != find_name(m, v[j]->def.name))
+						assoc_free(v[j]);
+				free(v);
+				return -ENOMEM;
+			}
+			v[i]->def = defs[i];
+			v[i]->alg = keys_algorithm_by_id(defs[i].algorithm);
+			set_state(v[i], "pending", NULL);
+			load_secret(v[i]);
+		}
+		mark(m, v[i]);
+	}
+	/* Retire the associations that are gone or were redefined. */
+	for (size_t i = 0; i < m->n; i++) {
+		bool kept = false;
+		for (size_t j = 0; j < n; j++)
+			kept |= v[j] == m->v[i];
+		if (!kept) {
+			assoc_retire(m, m->v[i]);
+			assoc_free(m->v[i]);
+		}
+	}
+	/* A number declared again is managed again. */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < m->n_released;)
+			if (m->released[j] == defs[i].number)
+				m->released[j] = m->released[--m->n_released];
+			else
+				j++;
+	free(m->v);
+	m->v = v;
+	m->n = n;
+	m->any_dirty = true;
+	return 0;
+}
+
+void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct assoc *a = find_name(m, v[i].name);
+		if (!a)
+			continue;
+		a->out_gen = a->out_saved = v[i].out_gen;
+		a->in_gen = v[i].in_gen;
+		a->saved_valid = true;
+	}
+}
+
+int assocs_get_generations(const struct assocs *m, struct assoc_gen_record **ret, size_t *n)
+{
+	struct assoc_gen_record *v = calloc(m->n ? m->n : 1, sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->n; i++) {
+		snprintf(v[i].name, sizeof(v[i].name), "%s", m->v[i]->def.name);
+		v[i].out_gen = m->v[i]->out_gen;
+		v[i].in_gen = m->v[i]->in_gen;
+	}
+	*ret = v;
+	*n = m->n;
+	return 0;
+}
+
+bool assocs_need_save(const struct assocs *m)
+{
+	return m->need_save;
+}
+
+void assocs_generations_saved(struct assocs *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->v[i]->out_saved != m->v[i]->out_gen)
+			mark(m, m->v[i]);
+		m->v[i]->out_saved = m->v[i]->out_gen;
+		m->v[i]->saved_valid = true;
+	}
+	m->need_save = false;
+}
+
+int assocs_set_released(struct assocs *m, const uint32_t *v, size_t n)
+{
+	uint32_t *copy = NULL;
+
+	if (n) {
+		copy = malloc(n * sizeof(*copy));
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, v, n * sizeof(*copy));
+	}
+	free(m->released);
+	m->released = copy;
+	m->n_released = n;
+	return 0;
+}
+
+int assocs_get_released(const struct assocs *m, uint32_t **ret, size_t *n)
+{
+	*ret = NULL;
+	*n = m->n_released;
+	if (!m->n_released)
+		return 0;
+	*ret = malloc(m->n_released * sizeof(**ret));
+	if (!*ret)
+		return -ENOMEM;
+	memcpy(*ret, m->released, m->n_released * sizeof(**ret));
+	return 0;
+}
+
+/* --- keys and kernel objects ------------------------------------------- */
+
+static void dir_addrs(const struct assoc *a, bool outbound, const union xfrm_addr_any **src,
+		      const union xfrm_addr_any **dst)
+{
+	*src = outbound ? &a->def.local : &a->def.remote;
+	*dst = outbound ? &a->def.remote : &a->def.local;
+}
+
+static uint32_t assoc_dir_spi(const struct assoc *a, bool outbound, uint64_t gen)
+{
+	const union xfrm_addr_any *src, *dst;
+
+	dir_addrs(a, outbound, &src, &dst);
+	return assoc_spi(a->def.number, a->def.family, src, dst, gen);
+}
+
+/* Derive generation `gen` of one direction into buf; *len gets its size. */
+static int derive(const struct assoc *a, bool outbound, uint64_t gen, uint8_t *buf, size_t *len)
+{
+	const union xfrm_addr_any *src, *dst;
+	struct keys_context ctx;
+
+	if (!a->secret)
+		return -ENOKEY;
+	dir_addrs(a, outbound, &src, &dst);
+	ctx = (struct keys_context){
+		.name = a->def.name,
+		.number = a->def.number,
+		.family = a->def.family,
+		.src = src,
+		.dst = dst,
+		.generation = gen,
+		.algorithm = a->def.algorithm,
+	};
+	return keys_derive(a->secret, &ctx, buf, len);
+}
+
+static void lifetimes(const struct assoc *a, struct xfrm_lifetime_cfg *lft)
+{
+	uint64_t hard_p = a->def.lifetime_packets;
+
+	*lft = (struct xfrm_lifetime_cfg){
+		.soft_byte_limit = XFRM_INF,
+		.hard_byte_limit = XFRM_INF,
+		.soft_packet_limit = hard_p - hard_p / 10,
+		.hard_packet_limit = hard_p,
+	};
+	if (a->def.lifetime_bytes) {
+		lft->hard_byte_limit = a->def.lifetime_bytes;
+		lft->soft_byte_limit = a->def.lifetime_bytes - a->def.lifetime_bytes / 10;
+	}
+}
+
+/* The SA of (direction, gen), keys in act->key_buf. */
+static int build_sa(const struct assocs *m, const struct assoc *a, bool outbound, uint64_t gen,
+		    struct assoc_action *act)
+{
+	const union xfrm_addr_any *src, *dst;
+	size_t len = 0;
+	int r;
+
+	r = derive(a, outbound, gen, act->key_buf, &len);
+	if (r < 0)
+		return r;
+	dir_addrs(a, outbound, &src, &dst);
+	act->sa = (struct xfrm_sa){
+		.family = a->def.family,
+		.src = *src,
+		.dst = *dst,
+		.spi = assoc_dir_spi(a, outbound, gen),
+		.proto = IPPROTO_ESP,
+		.mode = a->def.mode,
+		.reqid = m->set.reqid_base + a->def.number,
+		.replay_window = a->def.replay_window,
+		.enc_name = a->alg->kernel_enc,
+		.aead = a->alg->aead,
+		.icv_bits = a->alg->icv_bits,
+		.auth_name = a->alg->kernel_auth,
+		.enc_key = act->key_buf,
+		.enc_key_len = a->alg->enc_key_len,
+		.auth_key = a->alg->auth_key_len ? act->key_buf + a->alg->enc_key_len : NULL,
+		.auth_key_len = a->alg->auth_key_len,
+	};
+	lifetimes(a, &act->sa.lft);
+	act->generation = gen;
+	act->outbound = outbound;
+	return 0;
+}
+
+static void fill_addr(uint8_t family, xfrm_address_t *out, const union xfrm_addr_any *in)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out, in, addr_len(family));
+}
+
+static void build_policy(const struct assocs *m, const struct assoc *a, int d,
+			 struct xfrm_policy *p)
+{
+	bool out = d == DIR_OUT;
+	const union xfrm_addr_any *snet = out ? &a->def.local_net : &a->def.remote_net;
+	const union xfrm_addr_any *dnet = out ? &a->def.remote_net : &a->def.local_net;
+	uint16_t sport = out ? a->def.local_port : a->def.remote_port;
+	uint16_t dport = out ? a->def.remote_port : a->def.local_port;
+
+	*p = (struct xfrm_policy){
+		.family = a->def.family,
+		.dir = dir_kernel[d],
+		.priority = m->set.policy_priority,
+		.action = XFRM_POLICY_ALLOW,
+		.has_tmpl = true,
+	};
+	fill_addr(a->def.family, &p->sel.saddr, snet);
+	fill_addr(a->def.family, &p->sel.daddr, dnet);
+	p->sel.prefixlen_s = out ? a->def.local_plen : a->def.remote_plen;
+	p->sel.prefixlen_d = out ? a->def.remote_plen : a->def.local_plen;
+	p->sel.family = a->def.family;
+	p->sel.proto = a->def.proto;
+	p->sel.sport = htons(sport);
+	p->sel.sport_mask = sport ? 0xffff : 0;
+	p->sel.dport = htons(dport);
+	p->sel.dport_mask = dport ? 0xffff : 0;
+	if (a->def.dev[0])
+		p->sel.ifindex = (int)if_nametoindex(a->def.dev);
+	fill_addr(a->def.family, &p->tmpl.id.daddr, out ? &a->def.remote : &a->def.local);
+	fill_addr(a->def.family, &p->tmpl.saddr, out ? &a->def.local : &a->def.remote);
+	p->tmpl.id.proto = IPPROTO_ESP;
+	p->tmpl.family = a->def.family;
+	p->tmpl.reqid = m->set.reqid_base + a->def.number;
+	p->tmpl.mode = a->def.mode;
+	p->tmpl.aalgos = p->tmpl.ealgos = p->tmpl.calgos = ~0u;
+}
+
+static bool policy_matches(const struct xfrm_policy *want, const struct xfrm_policy *have)
+{
+	const struct xfrm_selector *a = &want->sel, *b = &have->sel;
+
+	return memcmp(&a->saddr, &b->saddr, sizeof(a->saddr)) == 0 &&
+	       memcmp(&a->daddr, &b->daddr, sizeof(a->daddr)) == 0 &&
+	       a->prefixlen_s == b->prefixlen_s && a->prefixlen_d == b->prefixlen_d &&
+	       a->proto == b->proto && a->sport == b->sport && a->dport == b->dport &&
+	       a->sport_mask == b->sport_mask && a->dport_mask == b->dport_mask &&
+	       a->ifindex == b->ifindex && want->priority == have->priority &&
+	       want->action == have->action && have->has_tmpl &&
+	       want->tmpl.reqid == have->tmpl.reqid && want->tmpl.mode == have->tmpl.mode &&
+	       memcmp(&want->tmpl.id.daddr, &have->tmpl.id.daddr, sizeof(xfrm_address_t)) == 0;
+}
+
+static void digest(const uint8_t *p, size_t n, uint8_t out[32])
+{
+	unsigned len = 32;
+
+	if (!EVP_Digest(p, n, out, &len, EVP_sha256(), NULL))
+		memset(out, 0, 32);
+}
+
+/* Map the generation bits of an SPI to the generation nearest `ref`. */
+static uint64_t gen_near(uint32_t spi, uint64_t ref)
+{
+	uint64_t low = spi % ASSOC_GEN_WINDOW;
+	uint64_t base = ref >= ASSOC_GEN_WINDOW / 2 ? ref - ASSOC_GEN_WINDOW / 2 : 0;
+	uint64_t g = base - base % ASSOC_GEN_WINDOW + low;
+
+	if (g < base)
+		g += ASSOC_GEN_WINDOW;
+	return g;
+}
+
+/* Does a kernel SA carry the key tokend derives for it? */
+static bool key_matches(const struct assoc *a, const struct xfrm_sa *sa, bool outbound,
+			uint64_t gen)
+{
+	uint8_t buf[KEYS_MATERIAL_MAX], d[32];
+	size_t len = 0;
+	bool ok;
+
+	if (derive(a, outbound, gen, buf, &len) < 0)
+		return false;
+	digest(buf, len, d);
+	keys_wipe(buf, sizeof(buf));
+	ok = memcmp(d, sa->key_digest, 32) == 0;
+	keys_wipe(d, sizeof(d));
+	return ok;
+}
+
+static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa)
+{
+	struct xfrm_lifetime_cfg want;
+
+	lifetimes(a, &want);
+	return sa->lft.soft_byte_limit == want.soft_byte_limit &&
+	       sa->lft.hard_byte_limit == want.hard_byte_limit &&
+	       sa->lft.soft_packet_limit == want.soft_packet_limit &&
+	       sa->lft.hard_packet_limit == want.hard_packet_limit &&
+	       sa->lft.soft_add_expires_seconds == want.soft_add_expires_seconds &&
+	       sa->lft.hard_add_expires_seconds == want.hard_add_expires_seconds;
+}
+
+/* --- the observed set -------------------------------------------------- */
+
+static struct obs_sa *obs_find(struct assoc *a, uint32_t spi)
+{
+	for (size_t i = 0; i < a->n_sas; i++)
+		if (a->sas[i].sa.spi == spi)
+			return &a->sas[i];
+	return NULL;
+}
+
+static void obs_remove(struct assoc *a, uint32_t spi)
+{
+	for (size_t i = 0; i < a->n_sas; i++)
+		if (a->sas[i].sa.spi == spi) {
+			a->sas[i] = a->sas[--a->n_sas];
+			return;
+		}
+}
+
+/* Which of this association's SPIs is it, if any? */
+static bool classify_spi(const struct assoc *a, uint32_t spi, bool *outbound)
+{
+	uint32_t prefix = ASSOC_SPI_BASE | (a->def.number & 0xffff) << 8;
+	unsigned out_bit = direction_bit(a->def.family, &a->def.local, &a->def.remote);
+
+	if ((spi & ~0xffu) != prefix)
+		return false;
+	*outbound = ((spi >> 7) & 1) == out_bit;
+	return true;
+}
+
+static bool orphan_sa_matches(const struct orphan *o, const struct xfrm_sa *sa)
+{
+	return !o->is_policy && o->sa.spi == sa->spi && o->sa.family == sa->family &&
+	       addr_eq(sa->family, &o->sa.dst, &sa->dst);
+}
+
+static void orphan_sa_forget(struct assocs *m, const struct xfrm_sa *sa)
+{
+	for (size_t i = 0; i < m->n_orphans;)
+		if (orphan_sa_matches(&m->orphans[i], sa))
+			m->orphans[i] = m->orphans[--m->n_orphans];
+		else
+			i++;
+}
+
+/* A foreign SA on one of our computed SPIs: report, never touch. */
+static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct assoc *a = m->v[i];
+		bool outbound;
+
+		if (a->def.family != sa->family || !classify_spi(a, sa->spi, &outbound))
+			continue;
+		if (!addr_eq(sa->family, &sa->dst, outbound ? &a->def.remote : &a->def.local))
+			continue;
+		snprintf(a->conflict, sizeof(a->conflict),
+			 "an SA that tokend did not make (reqid %u) holds SPI 0x%08x, which this "
+			 "association computes; tokend leaves it alone",
+			 sa->reqid, sa->spi);
+		log_warning("%s: conflict: %s", a->def.name, a->conflict);
+		mark(m, a);
+	}
+}
+
+void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
+{
+	uint32_t number;
+	struct assoc *a;
+	struct obs_sa *o;
+	bool outbound;
+
+	if (sa->proto != IPPROTO_ESP)
+		return;
+	if (!reqid_ours(m, sa->reqid, &number)) {
+		check_foreign(m, sa);
+		return;
+	}
+	a = find_number(m, number);
+	if (!a || a->def.family != sa->family || !classify_spi(a, sa->spi, &outbound)) {
+		if (released(m, number))
+			return;
+		orphan_sa_forget(m, sa);
+		orphan_add_sa(m, sa);
+		m->any_dirty = true;
+		return;
+	}
+	o = obs_find(a, sa->spi);
+	if (!o) {
+		struct obs_sa *v = realloc(a->sas, (a->n_sas + 1) * sizeof(*v));
+		if (!v)
+			return;
+		a->sas = v;
+		o = &a->sas[a->n_sas++];
+		*o = (struct obs_sa){0};
+	}
+	o->sa = *sa;
+	o->outbound = outbound;
+	o->gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
+	o->key_ok = key_matches(a, sa, outbound, o->gen);
+	o->seen = true;
+	/* The peer sends on a newer generation: move the receive window. */
+	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0) {
+		log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
+			 a->def.name, (unsigned long long)o->gen, sa->spi);
+		a->in_gen = o->gen;
+		m->need_save = true;
+	}
+	(void)now;
+	mark(m, a);
+}
+
+void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
+{
+	uint32_t number;
+	struct assoc *a;
+
+	orphan_sa_forget(m, sa);
+	if (!reqid_ours(m, sa->reqid, &number) || !(a = find_number(m, number)))
+		return;
+	if (obs_find(a, sa->spi))
+		log_info("%s: SA 0x%08x went away", a->def.name, sa->spi);
+	obs_remove(a, sa->spi);
+	(void)now;
+	mark(m, a);
+}
+
+void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, uint64_t now)
+{
+	uint32_t number;
+	struct assoc *a;
+	bool outbound;
+
+	if (!reqid_ours(m, sa->reqid, &number) || !(a = find_number(m, number)) ||
+	    !classify_spi(a, sa->spi, &outbound))
+		return;
+	if (hard) {
+		/* The kernel removed it; a lost outbound SA is replaced by the
+		 * next generation in the reconcile step. */
+		log_info("%s: SA 0x%08x reached its hard limit", a->def.name, sa->spi);
+		obs_remove(a, sa->spi);
+	} else if (outbound && sa->spi == assoc_dir_spi(a, true, a->out_gen)) {
+		const char *why = NULL;
+		log_info("%s: outbound SA 0x%08x reached its soft limit; moving to the next "
+			 "generation", a->def.name, sa->spi);
+		if (assocs_rotate(m, a->def.name, now, &why) < 0)
+			log_warning("%s: cannot move ahead yet: %s", a->def.name, why);
+	}
+	mark(m, a);
+}
+
+static int policy_dir_index(uint8_t dir)
+{
+	for (int d = 0; d < DIR_MAX; d++)
+		if (dir_kernel[d] == dir)
+			return d;
+	return -1;
+}
+
+static bool orphan_policy_matches(const struct orphan *o, const struct xfrm_policy *p)
+{
+	return o->is_policy && o->policy.dir == p->dir &&
+	       memcmp(&o->policy.sel, &p->sel, sizeof(p->sel)) == 0;
+}
+
+static void orphan_policy_forget(struct assocs *m, const struct xfrm_policy *p)
+{
+	for (size_t i = 0; i < m->n_orphans;)
+		if (orphan_policy_matches(&m->orphans[i], p))
+			m->orphans[i] = m->orphans[--m->n_orphans];
+		else
+			i++;
+}
+
+void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p)
+{
+	uint32_t number;
+	struct assoc *a;
+	int d = policy_dir_index(p->dir);
+
+	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number))
+		return;
+	a = find_number(m, number);
+	if (!a) {
+		if (released(m, number))
+			return;
+		orphan_policy_forget(m, p);
+		orphan_add_policy(m, p);
+		m->any_dirty = true;
+		return;
+	}
+	a->pol[d] = *p;
+	a->pol_seen[d] = true;
+	mark(m, a);
+}
+
+void assocs_policy_gone(struct assocs *m, const struct xfrm_policy *p)
+{
+	uint32_t number;
+	struct assoc *a;
+	int d = policy_dir_index(p->dir);
+
+	orphan_policy_forget(m, p);
+	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number) ||
+	    !(a = find_number(m, number)))
+		return;
+	if (a->pol_seen[d])
+		log_info("%s: %s policy went away", a->def.name, dir_names[d]);
+	a->pol_seen[d] = false;
+	mark(m, a);
+}
+
+void assocs_resync_begin(struct assocs *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		struct assoc *a = m->v[i];
+		a->n_sas = 0;
+		for (int d = 0; d < DIR_MAX; d++)
+			a->pol_seen[d] = false;
+	}
+	m->n_orphans = 0;
+}
+
+void assocs_resync_end(struct assocs *m)
+{
+	m->synced = true;
+	for (size_t i = 0; i < m->n; i++)
+		mark(m, m->v[i]);
+}
+
+/* --- operations -------------------------------------------------------- */
+
+/* The highest generation a sender may use: W-1 past the clock's floor, so a
+ * peer that lost its state (window [floor, floor+W]) still accepts it.
+ * Until rotation by the clock exists, the floor is generation 0. */
+static uint64_t out_ceiling(const struct assoc *a)
+{
+	return a->def.lookahead - 1;
+}
+
+static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, bool force_dwell,
+		      const char **why)
+{
+	if (a->out_gen + 1 > out_ceiling(a)) {
+		*why = "every generation the peer is sure to accept has been used (raise "
+		       "lookahead, or wait for the clock to move the floor)";
+		return -ERANGE;
+	}
+	if (!force_dwell && a->last_move && now - a->last_move < m->set.dwell_usec) {
+		*why = "the sender moved ahead moments ago; the peer needs time to follow";
+		return -EBUSY;
+	}
+	a->out_gen++;
+	a->out_sent = false;
+	a->last_move = now;
+	a->moves++;
+	m->need_save = true;
+	mark(m, a);
+	log_info("%s: sending moves to generation %llu (SPI 0x%08x)", a->def.name,
+		 (unsigned long long)a->out_gen, assoc_dir_spi(a, true, a->out_gen));
+	return 0;
+}
+
+int assocs_rotate(struct assocs *m, const char *name, uint64_t now, const char **why)
+{
+	struct assoc *a = find_name(m, name);
+
+	if (!a) {
+		*why = "no such association";
+		return -ENOENT;
+	}
+	return move_ahead(m, a, now, false, why);
+}
+
+int assocs_release(struct assocs *m, const char *name, json_object **ret)
+{
+	struct assoc *a = find_name(m, name);
+	json_object *o, *spis;
+	uint32_t *v;
+
+	if (!a)
+		return -ENOENT;
+	v = realloc(m->released, (m->n_released + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	m->released = v;
+	m->released[m->n_released++] = a->def.number;
+	o = json_object_new_object();
+	spis = json_object_new_array();
+	for (size_t i = 0; i < a->n_sas; i++)
+		json_object_array_add(spis, json_object_new_int64(a->sas[i].sa.spi));
+	json_object_object_add(o, "name", json_object_new_string(a->def.name));
+	json_object_object_add(o, "number", json_object_new_int((int)a->def.number));
+	json_object_object_add(o, "spis", spis);
+	*ret = o;
+	return 0;
+}
+
+/* --- reconcile --------------------------------------------------------- */
+
+struct plan {
+	struct assoc_action *v;
+	size_t n, cap;
+};
+
+static struct assoc_action *plan_push(struct plan *p, enum assoc_op op, const char *name)
+{
+	struct assoc_action *a;
+
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct assoc_action *v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return NULL;
+		p->v = v;
+		p->cap = cap;
+	}
+	a = &p->v[p->n++];
+	memset(a, 0, sizeof(*a));
+	a->op = op;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	return a;
+}
+
+static void plan_pop(struct plan *p)
+{
+	keys_wipe(p->v[p->n - 1].key_buf, sizeof(p->v[p->n - 1].key_buf));
+	p->n--;
+}
+
+static void plan_sa(struct plan *p, const struct assocs *m, struct assoc *a, enum assoc_op op,
+		    bool outbound, uint64_t gen)
+{
+	struct assoc_action *act = plan_push(p, op, a->def.name);
+
+	if (!act)
+		return;
+	if (build_sa(m, a, outbound, gen, act) < 0) {
+		plan_pop(p);
+		return;
+	}
+	a->inflight++;
+}
+
+static void plan_del_sa(struct plan *p, const char *name, const struct xfrm_sa *sa)
+{
+	struct assoc_action *act = plan_push(p, ASSOC_OP_DEL_SA, name);
+
+	if (!act)
+		return;
+	act->sa = *sa;
+	act->sa.enc_key = act->sa.auth_key = NULL;
+}
+
+static void plan_policy(struct plan *p, const char *name, enum assoc_op op,
+			const struct xfrm_policy *pol)
+{
+	struct assoc_action *act = plan_push(p, op, name);
+
+	if (act)
+		act->policy = *pol;
+}
+
+/* At the first reconcile after start: keep sending on the outbound SA the
+ * kernel still has; where it lost it, move past the generation on disk, so
+ * no key and sequence number pair is ever sent twice. */
+static void adopt(struct assocs *m, struct assoc *a)
+{
+	bool found = false;
+	uint64_t best = 0;
+
+	a->adopted = true;
+	for (size_t i = 0; i < a->n_sas; i++) {
+		struct obs_sa *o = &a->sas[i];
+		if (o->outbound && o->key_ok && (!found || o->gen > best)) {
+			best = o->gen;
+			found = true;
+		}
+	}
+	if (found) {
+		a->out_gen = best;
+		a->out_sent = true;
+		if (!a->saved_valid || best > a->out_saved)
+			m->need_save = true;
+		return;
+	}
+	if (a->saved_valid) {
+		a->out_gen = a->out_saved + 1;
+		log_info("%s: no outbound SA in the kernel; generation %llu was used before, so "
+			 "sending starts on %llu", a->def.name, (unsigned long long)a->out_saved,
+			 (unsigned long long)a->out_gen);
+	} else {
+		a->out_gen = 0;
+	}
+	m->need_save = true;
+}
+
+static void plan_policies(struct plan *p, const struct assocs *m, struct assoc *a)
+{
+	int dirs = a->def.mode == XFRM_MODE_TUNNEL ? DIR_MAX : DIR_FWD;
+
+	for (int d = 0; d < dirs; d++) {
+		struct xfrm_policy want;
+
+		build_policy(m, a, d, &want);
+		if (a->pol_seen[d] && policy_matches(&want, &a->pol[d]))
+			continue;
+		/* A policy of ours with another selector is replaced whole:
+		 * the kernel keys policies by selector. */
+		if (a->pol_seen[d] && memcmp(&want.sel, &a->pol[d].sel, sizeof(want.sel)) != 0)
+			plan_policy(p, a->def.name, ASSOC_OP_DEL_POLICY, &a->pol[d]);
+		plan_policy(p, a->def.name,
+			    a->pol_seen[d] && memcmp(&want.sel, &a->pol[d].sel, sizeof(want.sel)) == 0
+				    ? ASSOC_OP_UPDATE_POLICY
+				    : ASSOC_OP_ADD_POLICY,
+			    &want);
+	}
+}
+
+static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uint64_t now)
+{
+	uint32_t spi = assoc_dir_spi(a, true, a->out_gen);
+	struct obs_sa *o = obs_find(a, spi);
+	const char *why = NULL;
+
+	if (o && !o->key_ok) {
+		snprintf(a->conflict, sizeof(a->conflict),
+			 "the outbound SA 0x%08x in the kernel does not carry the derived key; "
+			 "tokend never changes a key under an SPI and leaves it alone", spi);
+		return;
+	}
+	if (!o && a->out_sent) {
+		/* Lost: never send twice under one key. Move to the next
+		 * generation, which the peer already accepts. */
+		log_info("%s: outbound SA 0x%08x was lost", a->def.name, spi);
+		if (move_ahead(m, a, now, false, &why) < 0) {
+			snprintf(a->sa_error, sizeof(a->sa_error),
+				 "the outbound SA was lost and cannot be replaced yet: %s", why);
+			return;
+		}
+		return; /* installed once the new generation is on disk */
+	}
+	if (a->out_gen > a->out_saved || !a->saved_valid)
+		return; /* waiting for the state file */
+	if (!o)
+		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen);
+	else if (!lft_matches(a, &o->sa))
+		plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, true, a->out_gen);
+	/* Older outbound SAs are no longer used once the new one is in. */
+	for (size_t i = 0; o && i < a->n_sas; i++)
+		if (a->sas[i].outbound && a->sas[i].sa.spi != spi)
+			plan_del_sa(p, a->def.name, &a->sas[i].sa);
+}
+
+static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
+{
+	for (uint64_t g = a->in_gen; g <= a->in_gen + a->def.lookahead; g++) {
+		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, g));
+
+		if (o && !o->key_ok)
+			continue; /* reported as a conflict below */
+		if (!o)
+			plan_sa(p, m, a, ASSOC_OP_ADD_SA, false, g);
+		else if (!lft_matches(a, &o->sa))
+			plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, false, g);
+	}
+	for (size_t i = 0; i < a->n_sas; i++) {
+		struct obs_sa *o = &a->sas[i];
+		if (!o->outbound && o->key_ok &&
+		    (o->gen < a->in_gen || o->gen > a->in_gen + a->def.lookahead))
+			plan_del_sa(p, a->def.name, &o->sa);
+	}
+}
+
+static void update_state(struct assoc *a)
+{
+	uint32_t spi = assoc_dir_spi(a, true, a->out_gen);
+	struct obs_sa *o = obs_find(a, spi);
+
+	if (a->secret_error[0])
+		set_state(a, "error", a->secret_error);
+	else if (a->sa_error[0])
+		set_state(a, "error", a->sa_error);
+	else if (a->conflict[0])
+		set_state(a, "conflict", a->conflict);
+	else if (o && o->key_ok && a->pol_seen[DIR_OUT] && a->pol_seen[DIR_IN])
+		set_state(a, "up", NULL);
+	else
+		set_state(a, "pending", NULL);
+}
+
+static void plan_one(struct plan *p, struct assocs *m, struct assoc *a, uint64_t now)
+{
+	a->dirty = false;
+	a->conflict[0] = '\0';
+	if (!a->adopted && m->synced)
+		adopt(m, a);
+	/* Policies first, even without keys: traffic meant to be protected is
+	 * then dropped rather than sent in the clear. */
+	plan_policies(p, m, a);
+	if (!a->secret) {
+		update_state(a);
+		return;
+	}
+	plan_inbound(p, m, a);
+	plan_outbound(p, m, a, now);
+	update_state(a);
+}
+
+static void plan_orphans(struct plan *p, struct assocs *m)
+{
+	if (m->degraded)
+		return; /* tokend does not know its full set: remove nothing */
+	for (size_t i = 0; i < m->n_orphans; i++) {
+		struct orphan *o = &m->orphans[i];
+		if (o->is_policy)
+			plan_policy(p, "", ASSOC_OP_DEL_POLICY, &o->policy);
+		else
+			plan_del_sa(p, "", &o->sa);
+	}
+}
+
+int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **ret)
+{
+	struct plan p = {0};
+
+	*ret = NULL;
+	if (!m->synced)
+		return 0;
+	for (size_t i = 0; i < m->n; i++) {
+		struct assoc *a = m->v[i];
+		if ((all || a->dirty) && a->inflight == 0)
+			plan_one(&p, m, a, now);
+	}
+	plan_orphans(&p, m);
+	m->any_dirty = false;
+	*ret = p.v;
+	return (int)p.n;
+}
+
+void assoc_actions_free(struct assoc_action *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		keys_wipe(v[i].key_buf, sizeof(v[i].key_buf));
+	free(v);
+}
+
+static void describe_sa_error(const struct assoc_action *act, const struct nl_ack *ack,
+			      char *buf, size_t len)
+{
+	const char *msg = ack->msg[0] ? ack->msg : strerror(-ack->error);
+
+	/* A kernel without ESP (or without the algorithm) answers the SA add
+	 * with ENOENT/ENOSYS/EPROTONOSUPPORT. */
+	if (ack->error == -ENOENT || ack->error == -ENOSYS || ack->error == -EPROTONOSUPPORT ||
+	    ack->error == -EOPNOTSUPP)
+		snprintf(buf, len,
+			 "the kernel cannot install ESP SA 0x%08x (%s): it lacks ESP support or the "
+			 "algorithm %s (modules esp4/esp6 and the crypto templates); the policies are "
+			 "installed, so the protected traffic is blocked, not sent in the clear",
+			 act->sa.spi, msg, act->sa.enc_name ? act->sa.enc_name : "?");
+	else if (ack->error == -EEXIST)
+		snprintf(buf, len,
+			 "SPI 0x%08x is already taken by an SA tokend did not make; it is left alone",
+			 act->sa.spi);
+	else
+		snprintf(buf, len, "the kernel refused SA 0x%08x: %s", act->sa.spi, msg);
+}
+
+void assocs_action_done(struct assocs *m, const struct assoc_action *act, const struct nl_ack *ack,
+			uint64_t now)
+{
+	struct assoc *a = act->name[0] ? find_name(m, act->name) : NULL;
+	char buf[400];
+
+	if (a && (act->op == ASSOC_OP_ADD_SA || act->op == ASSOC_OP_UPDATE_SA) && a->inflight > 0)
+		a->inflight--;
+	if (!a) {
+		if (ack->error < 0 && ack->error != -ENOENT && ack->error != -ESRCH)
+			log_warning("could not remove an orphaned %s of tokend: %s",
+				    act->op == ASSOC_OP_DEL_POLICY ? "policy" : "SA",
+				    ack->msg[0] ? ack->msg : strerror(-ack->error));
+		return;
+	}
+	if (ack->error < 0) {
+		switch (act->op) {
+		case ASSOC_OP_ADD_SA:
+		case ASSOC_OP_UPDATE_SA:
+			describe_sa_error(act, ack, buf, sizeof(buf));
+			if (strcmp(buf, a->sa_error) != 0)
+				log_error("%s: %s", a->def.name, buf);
+			snprintf(a->sa_error, sizeof(a->sa_error), "%s", buf);
+			break;
+		case ASSOC_OP_ADD_POLICY:
+		case ASSOC_OP_UPDATE_POLICY:
+			log_error("%s: the kernel refused the %s policy: %s", a->def.name,
+				  act->policy.dir == XFRM_POLICY_OUT ? "out" :
+				  act->policy.dir == XFRM_POLICY_IN ? "in" : "fwd",
+				  ack->msg[0] ? ack->msg : strerror(-ack->error));
+			break;
+		default:
+			break; /* already gone is fine */
+		}
+		update_state(a);
+		return;
+	}
+	switch (act->op) {
+	case ASSOC_OP_ADD_SA:
+		a->sa_error[0] = '\0';
+		if (act->outbound && act->generation == a->out_gen)
+			a->out_sent = true;
+		log_info("%s: %s SA 0x%08x installed (generation %llu)", a->def.name,
+			 act->outbound ? "outbound" : "inbound", act->sa.spi,
+			 (unsigned long long)act->generation);
+		break;
+	case ASSOC_OP_UPDATE_SA:
+		log_info("%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
+		break;
+	case ASSOC_OP_DEL_SA:
+		log_info("%s: SA 0x%08x removed", a->def.name, act->sa.spi);
+		break;
+	case ASSOC_OP_ADD_POLICY:
+	case ASSOC_OP_UPDATE_POLICY:
+		log_info("%s: %s policy installed", a->def.name,
+			 act->policy.dir == XFRM_POLICY_OUT ? "out" :
+			 act->policy.dir == XFRM_POLICY_IN ? "in" : "fwd");
+		break;
+	case ASSOC_OP_DEL_POLICY:
+		break;
+	}
+	(void)now;
+}
+
+bool assocs_dirty(const struct assocs *m)
+{
+	return m->any_dirty;
+}
+
+void assoc_action_describe(const struct assoc_action *a, char *buf, size_t len)
+{
+	static const char *const ops[] = {"add SA", "update SA", "delete SA", "add policy",
+					  "update policy", "delete policy"};
+	char what[256];
+
+	if (a->op <= ASSOC_OP_DEL_SA)
+		xfrm_sa_describe(&a->sa, what, sizeof(what));
+	else
+		xfrm_policy_describe(&a->policy, what, sizeof(what));
+	snprintf(buf, len, "%s: %s %s", a->name[0] ? a->name : "(orphan)", ops[a->op], what);
+}
+
+/* --- status ------------------------------------------------------------- */
+
+static json_object *json_addr(uint8_t family, const void *a)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	return json_object_new_string(inet_ntop(family, a, buf, sizeof(buf)) ? buf : "?");
+}
+
+static json_object *json_net(uint8_t family, const union xfrm_addr_any *a, uint8_t plen)
+{
+	char buf[INET6_ADDRSTRLEN], out[INET6_ADDRSTRLEN + 5];
+
+	inet_ntop(family, a, buf, sizeof(buf));
+	snprintf(out, sizeof(out), "%s/%u", buf, plen);
+	return json_object_new_string(out);
+}
+
+static json_object *json_sa(const struct assoc *a, const struct obs_sa *o, uint32_t spi,
+			    uint64_t gen)
+{
+	json_object *j = json_object_new_object();
+
+	json_object_object_add(j, "generation", json_object_new_int64((int64_t)gen));
+	json_object_object_add(j, "spi", json_object_new_int64(spi));
+	json_object_object_add(j, "installed", json_object_new_boolean(o != NULL));
+	json_object_object_add(j, "bytes", json_object_new_int64(o ? (int64_t)o->sa.cur.bytes : 0));
+	json_object_object_add(j, "packets",
+			       json_object_new_int64(o ? (int64_t)o->sa.cur.packets : 0));
+	if (o)
+		json_object_object_add(j, "replay_window",
+				       json_object_new_int64(o->sa.has_replay_esn ?
+							     o->sa.replay_esn_window :
+							     o->sa.replay_window));
+	(void)a;
+	return j;
+}
+
+static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
+{
+	json_object *j = json_object_new_object(), *in = json_object_new_array(), *pol;
+	static const char *const proto_names[256] = {[IPPROTO_TCP] = "tcp", [IPPROTO_UDP] = "udp",
+						     [IPPROTO_ICMP] = "icmp",
+						     [IPPROTO_ICMPV6] = "ipv6-icmp",
+						     [IPPROTO_SCTP] = "sctp"};
+	uint32_t out_spi = assoc_dir_spi(a, true, a->out_gen);
+
+	json_object_object_add(j, "name", json_object_new_string(a->def.name));
+	json_object_object_add(j, "number", json_object_new_int((int)a->def.number));
+	json_object_object_add(j, "local", json_addr(a->def.family, &a->def.local));
+	json_object_object_add(j, "remote", json_addr(a->def.family, &a->def.remote));
+	json_object_object_add(j, "mode", json_object_new_string(
+		a->def.mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
+	json_object_object_add(j, "algorithm", json_object_new_string(a->alg ? a->alg->name : "?"));
+	json_object_object_add(j, "local_selector",
+			       json_net(a->def.family, &a->def.local_net, a->def.local_plen));
+	json_object_object_add(j, "remote_selector",
+			       json_net(a->def.family, &a->def.remote_net, a->def.remote_plen));
+	json_object_object_add(j, "protocol",
+			       a->def.proto ? json_object_new_string(proto_names[a->def.proto] ?
+									     proto_names[a->def.proto] :
+									     "other")
+					    : NULL);
+	json_object_object_add(j, "local_port",
+			       a->def.local_port ? json_object_new_int(a->def.local_port) : NULL);
+	json_object_object_add(j, "remote_port",
+			       a->def.remote_port ? json_object_new_int(a->def.remote_port) : NULL);
+	json_object_object_add(j, "dev", a->def.dev[0] ? json_object_new_string(a->def.dev) : NULL);
+	json_object_object_add(j, "source", json_object_new_string(a->def.where[0] ? "config" :
+									"runtime"));
+	json_object_object_add(j, "file", a->def.where[0] ? json_object_new_string(a->def.where) :
+							     NULL);
+	json_object_object_add(j, "secret_file", json_object_new_string(a->def.secret_path));
+	json_object_object_add(j, "state", json_object_new_string(a->state));
+	json_object_object_add(j, "reason", a->reason[0] ? json_object_new_string(a->reason) : NULL);
+	json_object_object_add(j, "lookahead", json_object_new_int((int)a->def.lookahead));
+	json_object_object_add(j, "reqid",
+			       json_object_new_int64(m->set.reqid_base + a->def.number));
+	json_object_object_add(j, "moves", json_object_new_int64((int64_t)a->moves));
+	json_object_object_add(j, "outbound", json_sa(a, obs_find((struct assoc *)a, out_spi),
+						      out_spi, a->out_gen));
+	for (uint64_t g = a->in_gen; g <= a->in_gen + a->def.lookahead; g++) {
+		uint32_t spi = assoc_dir_spi(a, false, g);
+		json_object_array_add(in, json_sa(a, obs_find((struct assoc *)a, spi), spi, g));
+	}
+	json_object_object_add(j, "inbound", in);
+	pol = json_object_new_object();
+	for (int d = 0; d < DIR_MAX; d++)
+		if (d != DIR_FWD || a->def.mode == XFRM_MODE_TUNNEL)
+			json_object_object_add(pol, dir_names[d],
+					       json_object_new_boolean(a->pol_seen[d]));
+	json_object_object_add(j, "policies", pol);
+	return j;
+}
+
+int assocs_list_json(const struct assocs *m, const char *name, json_object **ret)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < m->n; i++)
+		if (!name || strcmp(name, m->v[i]->def.name) == 0)
+			json_object_array_add(arr, assoc_json(m, m->v[i]));
+	if (name && json_object_array_length(arr) == 0) {
+		json_object_put(arr);
+		return -ENOENT;
+	}
+	*ret = arr;
+	return 0;
+}
+
+unsigned assocs_count(const struct assocs *m)
+{
+	return (unsigned)m->n;
+}

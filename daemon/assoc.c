@@ -363,13 +363,6 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 			assoc_free(m->v[i]);
 		}
 	}
-	/* A number declared again is managed again. */
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < m->n_released;)
-			if (m->released[j] == defs[i].number)
-				m->released[j] = m->released[--m->n_released];
-			else
-				j++;
 	free(m->v);
 	m->v = v;
 	m->n = n;
@@ -727,10 +720,10 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		check_foreign(m, sa);
 		return;
 	}
+	if (released(m, number))
+		return; /* handed over: not ours, not an orphan either */
 	a = find_number(m, number);
 	if (!a || a->def.family != sa->family || !classify_spi(a, sa->spi, &outbound)) {
-		if (released(m, number))
-			return;
 		orphan_sa_forget(m, sa);
 		orphan_add_sa(m, sa);
 		m->any_dirty = true;
@@ -829,12 +822,11 @@ void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p)
 	struct assoc *a;
 	int d = policy_dir_index(p->dir);
 
-	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number))
+	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number) ||
+	    released(m, number))
 		return;
 	a = find_number(m, number);
 	if (!a) {
-		if (released(m, number))
-			return;
 		orphan_policy_forget(m, p);
 		orphan_add_policy(m, p);
 		m->any_dirty = true;
@@ -931,6 +923,8 @@ int assocs_release(struct assocs *m, const char *name, json_object **ret)
 
 	if (!a)
 		return -ENOENT;
+	if (released(m, a->def.number))
+		return -EALREADY;
 	v = realloc(m->released, (m->n_released + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
@@ -943,6 +937,10 @@ int assocs_release(struct assocs *m, const char *name, json_object **ret)
 	json_object_object_add(o, "name", json_object_new_string(a->def.name));
 	json_object_object_add(o, "number", json_object_new_int((int)a->def.number));
 	json_object_object_add(o, "spis", spis);
+	set_state(a, "released", "handed over to another tool: tokend leaves its SAs and "
+		  "policies alone");
+	log_info("%s: released; its %zu SA%s and policies stay in the kernel", a->def.name,
+		 a->n_sas, a->n_sas == 1 ? "" : "s");
 	*ret = o;
 	return 0;
 }
@@ -1180,6 +1178,11 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 		return 0;
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
+		if (released(m, a->def.number)) {
+			set_state(a, "released", "handed over to another tool: tokend leaves its SAs "
+				  "and policies alone");
+			continue;
+		}
 		if ((all || a->dirty) && a->inflight == 0)
 			plan_one(&p, m, a, now);
 	}

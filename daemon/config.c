@@ -457,7 +457,8 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 		set_duration(ctx, name, &c->retry_max_usec, value);
 		ctx->retry_max_at = (struct loc){ctx->file, ctx->line};
 	} else if (strcmp(name, "contest-repairs") == 0) {
-		set_number(ctx, name, &c->contest_repairs, value, 2, UINT_MAX);
+		/* The token manager keeps at most 64 repair times per entry. */
+		set_number(ctx, name, &c->contest_repairs, value, 2, 64);
 	} else if (strcmp(name, "contest-window") == 0) {
 		set_duration(ctx, name, &c->contest_window_usec, value);
 	} else if (strcmp(name, "client-timeout") == 0) {

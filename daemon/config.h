@@ -19,7 +19,7 @@
  *   reconcile-interval = 60s      full re-read of the kernel, the backstop
  *   retry-min = 1s                first retry of a blocked/removing entry
  *   retry-max = 60s               backoff ceiling
- *   contest-repairs = 5           repairs within contest-window that make
+ *   contest-repairs = 5           repairs (2-64) within contest-window that make
  *   contest-window = 30s            an entry `contested`
  *   client-timeout = 10s          unfinished message deadline
  *   max-clients = 1024

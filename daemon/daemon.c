@@ -257,6 +257,14 @@ static int on_rtnl_message(const struct nlmsghdr *nlh, void *data)
 		if (rtnl_link_parse(nlh, &l) < 0)
 			return MNL_CB_OK;
 		describe_msg(nlh, &l);
+		/* The kernel announces a token change twice: on RTNLGRP_IPV6_IFINFO
+		 * (AF_INET6) and on RTNLGRP_LINK (AF_UNSPEC). Take the token from
+		 * the first only, or a late copy of an old change would look like
+		 * new drift; dumps (NLM_F_MULTI) are read whole and are current. */
+		if (((const struct ifinfomsg *)mnl_nlmsg_get_payload(nlh))->ifi_family ==
+			    AF_UNSPEC &&
+		    !(nlh->nlmsg_flags & NLM_F_MULTI))
+			l.has_inet6 = false;
 		/* An AF_INET6 RTM_DELLINK only says IPv6 went away. */
 		if (nlh->nlmsg_type == RTM_DELLINK &&
 		    ((const struct ifinfomsg *)mnl_nlmsg_get_payload(nlh))->ifi_family == AF_UNSPEC)

@@ -490,10 +490,10 @@ static void note_drift(struct tokens *t, struct binding *b, const struct link *l
 		char why[384];
 
 		snprintf(why, sizeof(why),
-			 "another program changed the token %u times within %llus (last to %s); "
+			 "another program changed the token %u times within %gs (last to %s); "
 			 "tokend stopped repairing it: stop the other manager, then run "
 			 "'tokenctl resume dev %s'",
-			 b->n_repairs, (unsigned long long)(t->set.contest_window_usec / 1000000ULL),
+			 b->n_repairs, (double)t->set.contest_window_usec / 1e6,
 			 token_or_none(have, &l->token), b->name);
 		b->contested = true;
 		binding_set_state(b, TS_CONTESTED, why);

@@ -68,8 +68,12 @@ void log_printf(int level, const char *fmt, ...)
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, unsigned long long now, unsigned *suppressed)
 {
+	/* begin == 0 alone does not mean "never used": a window may start at
+	 * timestamp 0, and then every call would open a new window. */
+	bool fresh = rl->begin == 0 && rl->emitted == 0 && rl->suppressed == 0;
+
 	*suppressed = 0;
-	if (rl->begin == 0 || now - rl->begin >= rl->interval_usec) {
+	if (fresh || now - rl->begin >= rl->interval_usec) {
 		*suppressed = rl->suppressed;
 		rl->begin = now;
 		rl->emitted = 0;

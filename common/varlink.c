@@ -2,7 +2,10 @@
 #include "varlink.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,72 +29,139 @@ bool varlink_reader_empty(const struct varlink_reader *r)
 	return r->len == 0;
 }
 
+/* Room for n more bytes after the buffered ones. Consumed bytes before them
+ * are reclaimed when they are at least as many as the buffered ones (so each
+ * byte is moved about once), and always before growing. */
+static int reader_make_room(struct varlink_reader *r, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (n <= r->cap - r->start - r->len)
+		return 0;
+	if (r->start > 0 && (r->start >= r->len || n > r->cap - r->len)) {
+		memmove(r->buf, r->buf + r->start, r->len);
+		r->start = 0;
+		if (n <= r->cap - r->len)
+			return 0;
+	}
+	if (n > SIZE_MAX - r->start - r->len)
+		return -ENOMEM;
+	need = r->start + r->len + n;
+	cap = r->cap ? r->cap : 4096;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	p = realloc(r->buf, cap);
+	if (!p)
+		return -ENOMEM;
+	r->buf = p;
+	r->cap = cap;
+	return 0;
+}
+
 int varlink_reader_feed(struct varlink_reader *r, const void *data, size_t n)
 {
-	if (r->len + n > r->cap) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *p;
+	const char *nul = n ? memrchr(data, '\0', n) : NULL;
+	size_t tail;
+	int ret;
 
-		while (cap < r->len + n)
-			cap *= 2;
-		/* Never hold more than one maximal message plus the read that
-		 * overflowed it. */
-		if (cap > r->max + 1 + 65536)
-			cap = r->max + 1 + 65536;
-		if (cap < r->len + n)
-			return -EMSGSIZE;
-		p = realloc(r->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		r->buf = p;
-		r->cap = cap;
-	}
-	memcpy(r->buf + r->len, data, n);
-	r->len += n;
-	if (!memchr(r->buf, '\0', r->len) && r->len > r->max)
+	/* Only the new bytes are searched: a peer trickling a message byte by
+	 * byte must not make every feed rescan the whole buffer. What counts
+	 * against the limit is the unterminated message at the end, however
+	 * many whole messages come before it. Refuse before copying, so an
+	 * oversized message never grows the buffer. */
+	tail = nul ? n - (size_t)(nul - (const char *)data) - 1 : r->len - r->tail + n;
+	if (tail > r->max)
 		return -EMSGSIZE;
+	ret = reader_make_room(r, n);
+	if (ret < 0)
+		return ret;
+	if (n > 0)
+		memcpy(r->buf + r->start + r->len, data, n);
+	r->len += n;
+	r->tail = r->len - tail;
 	return 0;
 }
 
 int varlink_reader_next(struct varlink_reader *r, char **ret)
 {
-	char *end = r->len ? memchr(r->buf, '\0', r->len) : NULL;
+	char *begin, *end, *msg;
 	size_t n;
-	char *msg;
 
-	if (!end)
+	/* r->tail == 0: no NUL is buffered, nothing to scan (and buf may be
+	 * NULL). */
+	if (r->tail == 0)
 		return 0;
-	n = (size_t)(end - r->buf);
+	begin = r->buf + r->start;
+	end = memchr(begin, '\0', r->tail);
+	n = (size_t)(end - begin);
+	/* A whole message can arrive in one feed, so the limit is checked here
+	 * too. */
 	if (n > r->max)
 		return -EMSGSIZE;
 	msg = malloc(n + 1);
 	if (!msg)
 		return -ENOMEM;
-	memcpy(msg, r->buf, n + 1);
-	memmove(r->buf, end + 1, r->len - n - 1);
+	memcpy(msg, begin, n + 1);
+	r->start += n + 1;
 	r->len -= n + 1;
+	r->tail -= n + 1;
+	if (r->len == 0)
+		r->start = 0;
+	/* Do not keep a big buffer per idle connection after one big message. */
+	if (r->len == 0 && r->cap > 65536) {
+		free(r->buf);
+		r->buf = NULL;
+		r->cap = 0;
+	}
 	*ret = msg;
 	return 1;
 }
 
-int varlink_call_parse(const char *text, struct varlink_call *call, const char **why)
+/* One JSON value filling all of text (whitespace aside); *ret is NULL for
+ * JSON's null. Strict mode refuses what JSON does not allow (trailing commas,
+ * garbage after the value), and invalid UTF-8 would otherwise be echoed back
+ * in replies. The NUL is passed too: it tells json-c that a bare "true" or
+ * "1" is complete. */
+static int parse_json(const char *text, json_object **ret)
 {
 	json_tokener *tok = json_tokener_new();
-	json_object *root, *v;
 	size_t n = strlen(text);
+	json_object *root;
 
-	*call = (struct varlink_call){0};
+	*ret = NULL;
 	if (!tok)
 		return -ENOMEM;
-	root = json_tokener_parse_ex(tok, text, (int)n);
-	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	if (n >= INT_MAX) {
+		json_tokener_free(tok);
+		return -EBADMSG;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	root = json_tokener_parse_ex(tok, text, (int)n + 1);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(tok) != n) {
 		json_tokener_free(tok);
 		json_object_put(root);
-		*why = "message is not valid JSON";
 		return -EBADMSG;
 	}
 	json_tokener_free(tok);
+	*ret = root;
+	return 0;
+}
+
+int varlink_call_parse(const char *text, struct varlink_call *call, const char **why)
+{
+	json_object *root, *v;
+	int r;
+
+	*call = (struct varlink_call){0};
+	r = parse_json(text, &root);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		*why = "message is not valid JSON";
+		return -EBADMSG;
+	}
 	if (!json_object_is_type(root, json_type_object)) {
 		*why = "message is not a JSON object";
 		goto bad;
@@ -224,23 +294,46 @@ char *varlink_call_serialize(const char *method, json_object *params, size_t *re
 	return serialize(msg, ret_len);
 }
 
-int varlink_connect(const char *path)
+int varlink_connect_timeout(const char *path, int timeout_ms)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n = strlen(path);
 	int fd;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	/* An empty path would name an abstract socket, not a file. */
+	if (n == 0)
+		return -EINVAL;
+	if (n >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
+	memcpy(sa.sun_path, path, n + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* connect() on a Unix socket waits for room in a full listen backlog for
+	 * as long as the send timeout says; it then fails with EAGAIN. */
+	if (timeout_ms >= 0) {
+		struct timeval tv = {.tv_sec = timeout_ms / 1000,
+				     .tv_usec = (timeout_ms % 1000) * 1000};
+		if (tv.tv_sec == 0 && tv.tv_usec == 0)
+			tv.tv_usec = 1;
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	if (connect(fd, (struct sockaddr *)&sa,
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1)) < 0) {
 		int r = -errno;
 		close(fd);
 		return r;
 	}
+	if (timeout_ms >= 0) {
+		struct timeval none = {0};
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+	}
 	return fd;
+}
+
+int varlink_connect(const char *path)
+{
+	return varlink_connect_timeout(path, -1);
 }
 
 static long long now_ms(void)
@@ -254,62 +347,61 @@ static long long now_ms(void)
 static int wait_fd(int fd, short events, long long deadline)
 {
 	struct pollfd p = {.fd = fd, .events = events};
-	long long left = deadline - now_ms();
 	int r;
 
-	if (left < 0)
-		return -ETIMEDOUT;
-	r = poll(&p, 1, (int)left);
+	do {
+		long long left = deadline - now_ms();
+
+		if (left < 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+	} while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return -errno;
 	return r == 0 ? -ETIMEDOUT : 0;
 }
 
-int varlink_call_sync(int fd, const char *method, json_object *params, int timeout_ms,
-		      json_object **ret_reply, const char **ret_error)
+static int send_all(int fd, const char *data, size_t len, long long deadline)
 {
-	long long deadline = now_ms() + timeout_ms;
-	struct varlink_reader rd;
-	size_t len, off = 0;
-	char *out = varlink_call_serialize(method, params, &len);
-	char *msg = NULL;
-	json_object *reply, *e;
+	size_t off = 0;
 	int r;
 
-	*ret_reply = NULL;
-	*ret_error = NULL;
-	if (!out)
-		return -ENOMEM;
 	while (off < len) {
-		ssize_t n = send(fd, out + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0 && errno == EAGAIN) {
+		ssize_t n = send(fd, data + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 			r = wait_fd(fd, POLLOUT, deadline);
 			if (r < 0)
-				goto out_free;
+				return r;
 			continue;
 		}
-		if (n < 0) {
-			r = -errno;
-			goto out_free;
-		}
+		if (n < 0)
+			return -errno;
 		off += (size_t)n;
 	}
-	free(out);
-	out = NULL;
+	return 0;
+}
 
+/* Read until one whole message is buffered; *ret is malloc'd. */
+static int recv_message(int fd, long long deadline, char **ret)
+{
+	struct varlink_reader rd;
+	int r;
+
+	/* Replies (a long ListTokens) may exceed what a call may be. */
 	varlink_reader_init(&rd, VARLINK_MAX_MESSAGE * 64);
 	for (;;) {
 		char buf[65536];
 		ssize_t n;
 
-		r = varlink_reader_next(&rd, &msg);
+		r = varlink_reader_next(&rd, ret);
 		if (r != 0)
 			break;
 		r = wait_fd(fd, POLLIN, deadline);
 		if (r < 0)
 			break;
 		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && errno == EAGAIN)
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n < 0) {
 			r = -errno;
@@ -324,19 +416,60 @@ int varlink_call_sync(int fd, const char *method, json_object *params, int timeo
 			break;
 	}
 	varlink_reader_free(&rd);
+	return r < 0 ? r : 0;
+}
+
+/* A reply is an object; "error", when present, a string; "parameters", when
+ * present, an object or null. Anything else is not a Varlink reply. */
+static int parse_reply(const char *text, json_object **ret_reply, const char **ret_error)
+{
+	json_object *reply, *v;
+	int r;
+
+	r = parse_json(text, &reply);
 	if (r < 0)
 		return r;
-	reply = json_tokener_parse(msg);
-	free(msg);
-	if (!reply || !json_object_is_type(reply, json_type_object)) {
-		json_object_put(reply);
-		return -EBADMSG;
+	if (!json_object_is_type(reply, json_type_object))
+		goto bad;
+	if (json_object_object_get_ex(reply, "error", &v)) {
+		if (!json_object_is_type(v, json_type_string))
+			goto bad;
+		*ret_error = json_object_get_string(v);
 	}
-	if (json_object_object_get_ex(reply, "error", &e) && json_object_is_type(e, json_type_string))
-		*ret_error = json_object_get_string(e);
+	if (json_object_object_get_ex(reply, "parameters", &v) &&
+	    !json_object_is_type(v, json_type_null) && !json_object_is_type(v, json_type_object))
+		goto bad;
 	*ret_reply = reply;
 	return 0;
-out_free:
+bad:
+	*ret_error = NULL;
+	json_object_put(reply);
+	return -EBADMSG;
+}
+
+int varlink_call_sync(int fd, const char *method, json_object *params, int timeout_ms,
+		      json_object **ret_reply, const char **ret_error)
+{
+	long long deadline = now_ms() + timeout_ms;
+	char *out, *msg = NULL;
+	size_t len;
+	int r, sent;
+
+	*ret_reply = NULL;
+	*ret_error = NULL;
+	out = varlink_call_serialize(method, params, &len);
+	if (!out)
+		return -ENOMEM;
+	sent = send_all(fd, out, len, deadline);
 	free(out);
+	/* A server that refuses a connection (too many clients) sends its error
+	 * and closes without reading: the send fails, but the reply is there. */
+	if (sent < 0 && sent != -EPIPE && sent != -ECONNRESET)
+		return sent;
+	r = recv_message(fd, deadline, &msg);
+	if (r < 0)
+		return sent < 0 ? sent : r;
+	r = parse_reply(msg, ret_reply, ret_error);
+	free(msg);
 	return r;
 }

@@ -18,18 +18,22 @@
 /* Accumulates bytes from a stream and hands out complete messages. */
 struct varlink_reader {
 	char *buf;
-	size_t len;
+	size_t len; /* bytes buffered, from buf + start */
 	size_t cap;
-	size_t max; /* largest message accepted, NUL excluded */
+	size_t max;   /* largest message accepted, NUL excluded */
+	size_t start; /* bytes at buf already handed out */
+	size_t tail;  /* offset after start of the unterminated message at the end; 0: no NUL */
 };
 
 void varlink_reader_init(struct varlink_reader *r, size_t max);
 void varlink_reader_free(struct varlink_reader *r);
 /* Append bytes. -ENOMEM, or -EMSGSIZE when an unterminated message already
- * exceeds the limit (the stream cannot be resynchronised: close it). */
+ * exceeds the limit (the stream cannot be resynchronised: close it); nothing
+ * is appended then. */
 int varlink_reader_feed(struct varlink_reader *r, const void *data, size_t n);
 /* 1 and a malloc'd NUL-terminated message in *ret, 0 when no whole message is
- * buffered yet, -ENOMEM. */
+ * buffered yet, -ENOMEM, or -EMSGSIZE when the next message exceeds the limit
+ * (it came whole in one feed; close the stream). */
 int varlink_reader_next(struct varlink_reader *r, char **ret);
 bool varlink_reader_empty(const struct varlink_reader *r);
 
@@ -55,9 +59,17 @@ char *varlink_reply_serialize(json_object *params, size_t *ret_len);
 char *varlink_error_serialize(const char *error, json_object *params, size_t *ret_len);
 char *varlink_call_serialize(const char *method, json_object *params, size_t *ret_len);
 
-/* Blocking client helpers (tokenctl, tests). */
+/* Blocking client helpers (tokenctl, tests). Return a socket or -errno
+ * (-EINVAL for an empty path). */
 int varlink_connect(const char *path);
-/* Send one call and wait for its reply. On success *ret_reply is the whole
- * reply object; *ret_error points into it when the reply is an error. */
+/* Gives up with -EAGAIN when the server's listen backlog stays full for
+ * timeout_ms; a negative timeout waits as long as it takes. */
+int varlink_connect_timeout(const char *path, int timeout_ms);
+/* Send one call (takes ownership of params, which may be NULL) and wait for
+ * its reply. On success *ret_reply is the whole reply object; *ret_error
+ * points into it when the reply is an error. -ETIMEDOUT, -ECONNRESET when the
+ * server closed without replying, -EBADMSG when the reply is not a Varlink
+ * reply (not a JSON object, "error" not a string, "parameters" not an
+ * object), or another -errno. */
 int varlink_call_sync(int fd, const char *method, json_object *params, int timeout_ms,
 		      json_object **ret_reply, const char **ret_error);

@@ -49,6 +49,8 @@ struct assoc {
 	char reason[400];
 	char conflict[300];
 	char sa_error[400];
+	uint64_t sa_retry_at; /* SA installs failed: not before this */
+	uint64_t sa_backoff;
 	bool dirty;
 	unsigned inflight;
 };
@@ -1147,7 +1149,7 @@ static void plan_one(struct plan *p, struct assocs *m, struct assoc *a, uint64_t
 	/* Policies first, even without keys: traffic meant to be protected is
 	 * then dropped rather than sent in the clear. */
 	plan_policies(p, m, a);
-	if (!a->secret) {
+	if (!a->secret || (a->sa_retry_at && now < a->sa_retry_at)) {
 		update_state(a);
 		return;
 	}
@@ -1209,10 +1211,10 @@ static void describe_sa_error(const struct assoc_action *act, const struct nl_ac
 	if (ack->error == -ENOENT || ack->error == -ENOSYS || ack->error == -EPROTONOSUPPORT ||
 	    ack->error == -EOPNOTSUPP)
 		snprintf(buf, len,
-			 "the kernel cannot install ESP SA 0x%08x (%s): it lacks ESP support or the "
+			 "the kernel cannot install ESP SAs (%s): it lacks ESP support or the "
 			 "algorithm %s (modules esp4/esp6 and the crypto templates); the policies are "
 			 "installed, so the protected traffic is blocked, not sent in the clear",
-			 act->sa.spi, msg, act->sa.enc_name ? act->sa.enc_name : "?");
+			 msg, act->sa.enc_name ? act->sa.enc_name : "?");
 	else if (ack->error == -EEXIST)
 		snprintf(buf, len,
 			 "SPI 0x%08x is already taken by an SA tokend did not make; it is left alone",
@@ -1244,6 +1246,14 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 			if (strcmp(buf, a->sa_error) != 0)
 				log_error("%s: %s", a->def.name, buf);
 			snprintf(a->sa_error, sizeof(a->sa_error), "%s", buf);
+			/* Retry with backoff: a missing module does not appear by
+			 * itself every second. */
+			if (a->sa_retry_at <= now) {
+				a->sa_backoff = a->sa_backoff ? a->sa_backoff * 2 : 1000000ULL;
+				if (a->sa_backoff > 60000000ULL)
+					a->sa_backoff = 60000000ULL;
+				a->sa_retry_at = now + a->sa_backoff;
+			}
 			break;
 		case ASSOC_OP_ADD_POLICY:
 		case ASSOC_OP_UPDATE_POLICY:
@@ -1261,6 +1271,7 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	switch (act->op) {
 	case ASSOC_OP_ADD_SA:
 		a->sa_error[0] = '\0';
+		a->sa_retry_at = a->sa_backoff = 0;
 		if (act->outbound && act->generation == a->out_gen)
 			a->out_sent = true;
 		log_info("%s: %s SA 0x%08x installed (generation %llu)", a->def.name,
@@ -1282,7 +1293,6 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	case ASSOC_OP_DEL_POLICY:
 		break;
 	}
-	(void)now;
 }
 
 bool assocs_dirty(const struct assocs *m)

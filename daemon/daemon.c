@@ -148,7 +148,7 @@ static int adopt_config_into_state(struct daemon *d)
 	char *err = NULL;
 	int r;
 
-	if (d->degraded)
+	if (d->degraded || d->opts.dry_run)
 		return 0;
 	r = store_state_copy(cur, &next);
 	if (r < 0)
@@ -870,7 +870,7 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 		d->config->socket_path = strdup(o->socket_path);
 	}
 	state_dir = o->state_dir ? o->state_dir : d->config->state_dir;
-	r = make_state_dir(state_dir);
+	r = o->dry_run ? 0 : make_state_dir(state_dir);
 	if (r < 0) {
 		log_error("cannot create state directory %s: %s", state_dir, strerror(-r));
 		goto fail;
@@ -904,6 +904,10 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	if (r < 0 && d->config->n_assocs > 0)
 		log_error("cannot open XFRM netlink (%s): IPsec associations cannot be installed",
 			  strerror(-r));
+	if (o->dry_run) {
+		*ret = d;
+		return 0;
+	}
 	r = server_new(d, d->event,
 		       &(struct server_options){
 			       .path = d->config->socket_path,
@@ -1280,6 +1284,137 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	json_object_object_add(o, "repairs", json_object_new_int64((int64_t)c.repairs));
 	json_object_object_add(o, "resyncs", json_object_new_int64((int64_t)d->resyncs));
 	json_object_object_add(o, "reconciles", json_object_new_int64((int64_t)d->reconciles));
+	json_object_object_add(o, "associations", json_object_new_int((int)assocs_count(d->assocs)));
 	*ret = o;
+	return 0;
+}
+
+static int no_such_assoc(const char *name, json_object **ret, const char **ret_error)
+{
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "no association named %s", name);
+	*ret_error = "io.tokend.NoSuchAssociation";
+	*ret = daemon_error_params(msg, "name", json_object_new_string(name), NULL);
+	return -ENOENT;
+}
+
+int daemon_list_assocs(struct daemon *d, const char *name, json_object **ret,
+		       const char **ret_error)
+{
+	json_object *arr;
+	int r = assocs_list_json(d->assocs, name, &arr);
+
+	if (r == -ENOENT)
+		return no_such_assoc(name, ret, ret_error);
+	if (r < 0) {
+		*ret_error = "io.tokend.InternalError";
+		*ret = daemon_error_params(strerror(-r), NULL);
+		return r;
+	}
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "associations", arr);
+	return 0;
+}
+
+int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			json_object **ret, const char **ret_error)
+{
+	const char *why = NULL;
+	char msg[400];
+	int r;
+
+	if (d->degraded) {
+		*ret_error = "io.tokend.Degraded";
+		*ret = daemon_error_params("rotation is refused while tokend runs degraded",
+					   "reason", json_object_new_string(d->degraded_reason),
+					   NULL);
+		return -EROFS;
+	}
+	r = assocs_rotate(d->assocs, name, now_usec(), &why);
+	if (r == -ENOENT)
+		return no_such_assoc(name, ret, ret_error);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "%s cannot move to its next generation now: %s", name, why);
+		*ret_error = "io.tokend.RotationRefused";
+		*ret = daemon_error_params(msg, "name", json_object_new_string(name), "reason",
+					   json_object_new_string(why), NULL);
+		return r;
+	}
+	log_info("%s: rotation asked for (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
+	xfrm_reconcile(d, false);
+	return daemon_list_assocs(d, name, ret, ret_error);
+}
+
+int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			 json_object **ret, const char **ret_error)
+{
+	json_object *out = NULL;
+	int r;
+
+	if (d->degraded) {
+		*ret_error = "io.tokend.Degraded";
+		*ret = daemon_error_params("release is refused while tokend runs degraded", "reason",
+					   json_object_new_string(d->degraded_reason), NULL);
+		return -EROFS;
+	}
+	r = assocs_release(d->assocs, name, &out);
+	if (r == -ENOENT)
+		return no_such_assoc(name, ret, ret_error);
+	if (r == -EALREADY) {
+		*ret = json_object_new_object();
+		json_object_object_add(*ret, "released", NULL);
+		return 0;
+	}
+	if (r < 0 || save_generations(d) < 0) {
+		json_object_put(out);
+		*ret_error = "io.tokend.StateWriteFailed";
+		*ret = daemon_error_params("the release could not be recorded in the state file",
+					   "file", json_object_new_string(d->state_file), NULL);
+		return r < 0 ? r : -EIO;
+	}
+	log_info("%s: released to another tool (uid %u, pid %d)", name, (unsigned)c->uid,
+		 (int)c->pid);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "released", out);
+	return 0;
+}
+
+int daemon_dry_run(struct daemon *d)
+{
+	struct tokens_action *ta = NULL;
+	struct assoc_action *aa = NULL;
+	char tok[ADDR_TOKEN_STRLEN], desc[512];
+	int n, total = 0;
+
+	if (resync(d) < 0)
+		return 1;
+	n = tokens_plan(d->tokens, now_usec(), true, &ta);
+	for (int i = 0; i < n; i++)
+		printf("token: %s %s on %s (ifindex %d)\n",
+		       addr_token_is_zero(&ta[i].token) ? "clear" : "set",
+		       addr_format(&ta[i].token, tok, sizeof(tok)), ta[i].ifname, ta[i].ifindex);
+	total += n > 0 ? n : 0;
+	free(ta);
+	if (d->xreq && xfrm_resync(d) == 0) {
+		/* Pretend the generations were written, to show the SAs. */
+		for (int pass = 0; pass < 2; pass++) {
+			n = assocs_plan(d->assocs, now_usec(), true, &aa);
+			for (int i = 0; i < n; i++) {
+				assoc_action_describe(&aa[i], desc, sizeof(desc));
+				printf("ipsec: %s\n", desc);
+			}
+			total += n > 0 ? n : 0;
+			assoc_actions_free(aa, (size_t)(n > 0 ? n : 0));
+			aa = NULL;
+			if (!assocs_need_save(d->assocs))
+				break;
+			printf("state: a new sending generation would be recorded in %s\n",
+			       d->state_file);
+			assocs_generations_saved(d->assocs);
+		}
+	}
+	printf("%d change%s\n", total, total == 1 ? "" : "s");
+	fflush(stdout);
 	return 0;
 }

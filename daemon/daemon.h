@@ -17,6 +17,7 @@ struct daemon_options {
 	const char *state_dir;    /* overrides the config */
 	const char *run_prefix;   /* tests only: where other managers' state lives */
 	int log_level;            /* -1: from the config */
+	bool dry_run;             /* print the kernel changes, make none, write nothing */
 };
 
 /* Who is asking, from the socket's peer credentials. */
@@ -29,6 +30,8 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret);
 void daemon_free(struct daemon *d);
 /* Run until SIGTERM/SIGINT. Returns the exit status. */
 int daemon_run(struct daemon *d);
+/* Print the kernel changes the current config and state would make. */
+int daemon_dry_run(struct daemon *d);
 
 /* --dry-run style check of the config: every error printed, 0 or -EINVAL. */
 int daemon_check_config(const struct daemon_options *o);
@@ -47,6 +50,13 @@ int daemon_flush_tokens(struct daemon *d, const struct daemon_caller *c, const c
 int daemon_resume_token(struct daemon *d, const struct daemon_caller *c, const char *ifname,
 			json_object **ret, const char **ret_error);
 int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_error);
+/* Associations. name NULL = all (list only). */
+int daemon_list_assocs(struct daemon *d, const char *name, json_object **ret,
+		       const char **ret_error);
+int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			json_object **ret, const char **ret_error);
+int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			 json_object **ret, const char **ret_error);
 
 /* Helper for error replies: {"message": ..., plus key/value pairs}. */
 json_object *daemon_error_params(const char *message, ...) __attribute__((sentinel));

@@ -21,6 +21,7 @@ static void usage(FILE *f)
 		"  -s, --socket PATH     control socket (overrides the config)\n"
 		"  -S, --state-dir DIR   state directory (overrides the config)\n"
 		"      --check-config    report every config error as FILE:LINE and exit\n"
+		"      --dry-run         print the kernel changes the config would make; make none\n"
 		"  -d, --debug           log at debug level (netlink requests and replies)\n"
 		"      --log-level LVL   err, warning, notice, info or debug\n"
 		"  -h, --help            show this help\n"
@@ -30,12 +31,13 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CHECK = 256, OPT_VERSION, OPT_LOG_LEVEL, OPT_RUN_PREFIX };
+	enum { OPT_CHECK = 256, OPT_VERSION, OPT_LOG_LEVEL, OPT_RUN_PREFIX, OPT_DRY_RUN };
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"socket", required_argument, NULL, 's'},
 		{"state-dir", required_argument, NULL, 'S'},
 		{"check-config", no_argument, NULL, OPT_CHECK},
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
 		{"debug", no_argument, NULL, 'd'},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"help", no_argument, NULL, 'h'},
@@ -74,6 +76,9 @@ int main(int argc, char **argv)
 		case OPT_CHECK:
 			check = true;
 			break;
+		case OPT_DRY_RUN:
+			o.dry_run = true;
+			break;
 		case OPT_RUN_PREFIX:
 			o.run_prefix = optarg;
 			break;
@@ -105,7 +110,7 @@ int main(int argc, char **argv)
 	r = daemon_new(&o, &d);
 	if (r < 0)
 		return 1;
-	r = daemon_run(d);
+	r = o.dry_run ? daemon_dry_run(d) : daemon_run(d);
 	daemon_free(d);
 	return r;
 }

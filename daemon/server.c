@@ -248,6 +248,8 @@ static const struct param_spec spec_set[] = {{"interface", P_STRING_OR_NULL, fal
 					     {"token", P_STRING, true},
 					     {0}};
 static const struct param_spec spec_none[] = {{0}};
+static const struct param_spec spec_name_opt[] = {{"name", P_STRING_OR_NULL, false}, {0}};
+static const struct param_spec spec_name[] = {{"name", P_STRING, true}, {0}};
 
 static int finish(struct client *c, int r, json_object *out, const char *error)
 {
@@ -312,6 +314,23 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 				     param_str(params, "token"), &out, &error);
 		return finish(c, r, out, error);
 	}
+	if (strcmp(name, "ListAssociations") == 0) {
+		if (check_params(c, params, spec_name_opt) < 0)
+			return 0;
+		r = daemon_list_assocs(d, param_str(params, "name"), &out, &error);
+		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "RotateAssociation") == 0 || strcmp(name, "ReleaseAssociation") == 0) {
+		bool rotate = name[1] == 'o';
+
+		if (check_params(c, params, spec_name) < 0)
+			return 0;
+		if (!client_is_admin(c))
+			return permission_denied(c, name);
+		r = (rotate ? daemon_rotate_assoc : daemon_release_assoc)(
+			d, &who, param_str(params, "name"), &out, &error);
+		return finish(c, r, out, error);
+	}
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
 		if (strcmp(name, changes[i].name) != 0)
 			continue;
@@ -340,10 +359,21 @@ static const char tokend_idl[] =
 	"method DeleteToken(interface: ?string) -> ()\n"
 	"method FlushTokens(interface: ?string) -> (removed: []?string, kept: []Kept)\n"
 	"method ResumeToken(interface: ?string) -> (resumed: []string)\n"
+	"type SA (generation: int, spi: int, installed: bool, bytes: int, packets: int,\n"
+	"  replay_window: ?int)\n\n"
+	"type Association (name: string, number: int, local: string, remote: string,\n"
+	"  mode: string, algorithm: string, local_selector: string, remote_selector: string,\n"
+	"  protocol: ?string, local_port: ?int, remote_port: ?int, dev: ?string,\n"
+	"  source: string, file: ?string, secret_file: string, state: string, reason: ?string,\n"
+	"  lookahead: int, reqid: int, moves: int, outbound: SA, inbound: []SA,\n"
+	"  policies: object)\n\n"
+	"method ListAssociations(name: ?string) -> (associations: []Association)\n"
+	"method RotateAssociation(name: string) -> (associations: []Association)\n"
+	"method ReleaseAssociation(name: string) -> (released: ?object)\n"
 	"method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
 	"  config_files: []string, state_file: string, degraded: bool,\n"
 	"  degraded_reason: ?string, counts: Counts, repairs: int, resyncs: int,\n"
-	"  reconciles: int)\n\n"
+	"  reconciles: int, associations: int)\n\n"
 	"error InvalidMessage (message: string, reason: string)\n"
 	"error TooManyClients (message: string, limit: int)\n"
 	"error PermissionDenied (message: string, uid: int, required: string)\n"
@@ -353,6 +383,8 @@ static const char tokend_idl[] =
 	"error NoSuchEntry (message: string, interface: ?string)\n"
 	"error StateWriteFailed (message: string, file: string, reason: string)\n"
 	"error Degraded (message: string, reason: string)\n"
+	"error NoSuchAssociation (message: string, name: string)\n"
+	"error RotationRefused (message: string, name: string, reason: string)\n"
 	"error InternalError (message: string)\n";
 
 static int dispatch_service(struct client *c, const char *name, json_object *params)

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""A stand-in for tokend's Varlink socket, for testing clients (tokenctl).
+
+It speaks the framing of docs/protocol.md and keeps tokens in memory; it
+touches no network interface. Standard library only.
+
+    fake_tokend.py --socket /tmp/x/tokend.sock [--scenario FILE] [--record FILE]
+
+The socket appears atomically (bound under a temporary name, then renamed),
+so a client may connect as soon as the path exists. SIGTERM/SIGINT stop it.
+
+The scenario file (JSON) may hold:
+  "global":  the global token object of ListTokens, or null
+  "entries": the entry objects of ListTokens
+  "admin":   false to answer changes with io.tokend.PermissionDenied
+  "status":  fields merged into the GetStatus reply
+  "replies": {"io.tokend.Method": ACTION} to override a method, ACTION being
+             {"reply": {...}}                    send these parameters
+             {"error": "name", "parameters": {}} send this error
+             {"raw": "text"}                     send text plus a NUL as it is
+             {"raw_hex": "7b00"}                 send these bytes as they are
+             {"close": true}                     close without replying
+             {"silent": true}                    never reply
+--record appends every call received, one JSON object per line.
+"""
+
+import argparse
+import ipaddress
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+
+MAX_MESSAGE = 1024 * 1024
+
+CHANGES = {
+    "io.tokend.SetToken",
+    "io.tokend.DeleteToken",
+    "io.tokend.FlushTokens",
+    "io.tokend.ResumeToken",
+}
+
+
+class Error(Exception):
+    def __init__(self, name, message, **params):
+        super().__init__(message)
+        self.name = name
+        self.params = dict(params, message=message)
+
+
+def canonical_token(text):
+    """The token in canonical form, or Error(InvalidToken)."""
+    spelled = text[:-3] if text.endswith("/64") else text
+    try:
+        addr = ipaddress.IPv6Address(spelled)
+    except ValueError:
+        raise Error("io.tokend.InvalidToken", f"{text!r} is not an IPv6 address",
+                    token=text, reason="not an IPv6 address")
+    if int(addr) >> 64:
+        raise Error("io.tokend.InvalidToken", f"{text!r}: the upper 64 bits must be zero",
+                    token=text, reason="the upper 64 bits must be zero")
+    groups = [(int(addr) >> (16 * (7 - i))) & 0xFFFF for i in range(8)]
+    return format_groups(groups)
+
+
+def format_groups(groups):
+    """RFC 5952 text, never dotted-quad (Python prints ::ffff:a.b.c.d)."""
+    best, best_len, i = -1, 0, 0
+    while i < 8:
+        j = i
+        while j < 8 and groups[j] == 0:
+            j += 1
+        if j - i > best_len and j - i >= 2:
+            best, best_len = i, j - i
+        i = max(j, i + 1)
+    if best < 0:
+        return ":".join(f"{g:x}" for g in groups)
+    head = ":".join(f"{g:x}" for g in groups[:best])
+    tail = ":".join(f"{g:x}" for g in groups[best + best_len:])
+    return f"{head}::{tail}"
+
+
+class State:
+    def __init__(self, scenario):
+        self.lock = threading.Lock()
+        self.glob = scenario.get("global")
+        self.entries = {e["interface"]: e for e in scenario.get("entries", [])}
+        self.admin = scenario.get("admin", True)
+        self.status = scenario.get("status", {})
+        self.replies = scenario.get("replies", {})
+
+    def entry(self, name, token):
+        return {"interface": name, "ifindex": None, "token": token, "origin": "interface",
+                "source": "runtime", "file": None, "state": "absent", "reason": None,
+                "kernel_token": None, "addresses": []}
+
+    def list_tokens(self, p):
+        name = p.get("interface")
+        if name is None:
+            entries = [self.entries[k] for k in sorted(self.entries)]
+        elif name in self.entries:
+            entries = [self.entries[name]]
+        else:
+            raise Error("io.tokend.NoSuchEntry", f"no token is held for {name}", interface=name)
+        return {"global": self.glob, "entries": entries}
+
+    def check_config(self, name, item):
+        if item and item.get("source") == "config":
+            raise Error("io.tokend.ConfigEntry",
+                        f"{name or 'the global token'} is declared in {item.get('file')}",
+                        interface=name, file=item.get("file"))
+
+    def set_token(self, p):
+        token = canonical_token(p["token"])
+        name = p.get("interface")
+        if name is None:
+            self.check_config(None, self.glob)
+            changed = not self.glob or self.glob["token"] != token
+            self.glob = {"token": token, "source": "runtime", "file": None, "match": ["*"]}
+            return {"changed": changed, "entry": None}
+        old = self.entries.get(name)
+        if old and old.get("origin") != "global":
+            self.check_config(name, old)
+        changed = not old or old.get("origin") == "global" or old["token"] != token
+        if changed:
+            self.entries[name] = self.entry(name, token)
+        elif old.get("state") == "contested":
+            old["state"], old["reason"] = "applied", None
+        return {"changed": changed, "entry": self.entries[name]}
+
+    def delete_token(self, p):
+        name = p.get("interface")
+        if name is None:
+            if not self.glob:
+                raise Error("io.tokend.NoSuchEntry", "no global token is held", interface=None)
+            self.check_config(None, self.glob)
+            self.glob = None
+            return {}
+        old = self.entries.get(name)
+        if not old or old.get("origin") == "global":
+            raise Error("io.tokend.NoSuchEntry", f"no token is held for {name}", interface=name)
+        self.check_config(name, old)
+        del self.entries[name]
+        return {}
+
+    def flush_tokens(self, p):
+        only = p.get("interface")
+        removed, kept = [], []
+        if only is None and self.glob:
+            if self.glob.get("source") == "config":
+                kept.append({"interface": None, "file": self.glob.get("file")})
+            else:
+                removed.append(None)
+                self.glob = None
+        for name in sorted(self.entries):
+            e = self.entries[name]
+            if (only is not None and name != only) or e.get("origin") == "global":
+                continue
+            if e.get("source") == "config":
+                kept.append({"interface": name, "file": e.get("file")})
+            else:
+                removed.append(name)
+                del self.entries[name]
+        return {"removed": removed, "kept": kept}
+
+    def resume_token(self, p):
+        only = p.get("interface")
+        resumed = []
+        for name in sorted(self.entries):
+            e = self.entries[name]
+            if e.get("state") == "contested" and only in (None, name):
+                e["state"], e["reason"] = "applied", None
+                resumed.append(name)
+        return {"resumed": resumed}
+
+    def get_status(self, p):
+        counts = {s: 0 for s in ("applied", "pending", "absent", "blocked", "unsupported",
+                                 "contested", "removing")}
+        for e in self.entries.values():
+            counts[e.get("state", "applied")] = counts.get(e.get("state", "applied"), 0) + 1
+        counts["held"] = len(self.entries)
+        status = {"version": "0.1.0", "pid": os.getpid(), "uptime_usec": 5000000,
+                  "config_files": ["/etc/tokend/tokend.conf"],
+                  "state_file": "/var/lib/tokend/state.json", "degraded": False,
+                  "degraded_reason": None, "counts": counts, "repairs": 0, "resyncs": 0,
+                  "reconciles": 0}
+        status.update(self.status)
+        return status
+
+    PARAMS = {
+        "io.tokend.ListTokens": ({"interface"}, set(), list_tokens),
+        "io.tokend.SetToken": ({"interface", "token"}, {"token"}, set_token),
+        "io.tokend.DeleteToken": ({"interface"}, set(), delete_token),
+        "io.tokend.FlushTokens": ({"interface"}, set(), flush_tokens),
+        "io.tokend.ResumeToken": ({"interface"}, set(), resume_token),
+        "io.tokend.GetStatus": (set(), set(), get_status),
+    }
+
+    def call(self, method, params):
+        if method not in self.PARAMS:
+            iface = method.rpartition(".")[0]
+            if iface != "io.tokend":
+                raise Error("org.varlink.service.InterfaceNotFound",
+                            f"unknown interface {iface}", interface=iface)
+            raise Error("org.varlink.service.MethodNotFound", f"unknown method {method}",
+                        method=method)
+        allowed, required, fn = self.PARAMS[method]
+        for k in set(params) - allowed | {r for r in required if r not in params}:
+            raise Error("org.varlink.service.InvalidParameter", f"bad parameter {k}",
+                        parameter=k)
+        for k in ("interface", "token"):
+            if params.get(k) is not None and not isinstance(params[k], str):
+                raise Error("org.varlink.service.InvalidParameter", f"bad parameter {k}",
+                            parameter=k)
+        if method in CHANGES and not self.admin:
+            raise Error("io.tokend.PermissionDenied",
+                        "changing tokens needs membership of group tokend-admin",
+                        uid=os.getuid(), required="tokend-admin")
+        with self.lock:
+            return fn(self, params)
+
+
+def send_message(conn, obj):
+    conn.sendall(json.dumps(obj).encode() + b"\0")
+
+
+def override(conn, action):
+    """Carry out a scenario override; False when the connection must end."""
+    if "reply" in action:
+        send_message(conn, {"parameters": action["reply"]})
+    elif "error" in action:
+        send_message(conn, {"error": action["error"], "parameters": action.get("parameters", {})})
+    elif "raw" in action:
+        conn.sendall(action["raw"].encode() + b"\0")
+    elif "raw_hex" in action:
+        conn.sendall(bytes.fromhex(action["raw_hex"]))
+    elif action.get("silent"):
+        threading.Event().wait()
+    return not action.get("close")
+
+
+def handle_message(conn, state, record, text):
+    try:
+        msg = json.loads(text)
+        method = msg["method"]
+        if not isinstance(msg, dict) or not isinstance(method, str):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        send_message(conn, {"error": "io.tokend.InvalidMessage",
+                            "parameters": {"reason": "malformed", "message": "malformed"}})
+        return False
+    params = msg.get("parameters") or {}
+    if record:
+        with open(record, "a") as f:
+            f.write(json.dumps(msg) + "\n")
+    if method in state.replies:
+        return override(conn, state.replies[method])
+    try:
+        reply = {"parameters": state.call(method, params)}
+    except Error as e:
+        reply = {"error": e.name, "parameters": e.params}
+    if not msg.get("oneway"):
+        send_message(conn, reply)
+    return True
+
+
+def serve(conn, state, record):
+    buf = b""
+    with conn:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while b"\0" in buf:
+                text, buf = buf.split(b"\0", 1)
+                if not handle_message(conn, state, record, text.decode("utf-8", "replace")):
+                    return
+            if len(buf) > MAX_MESSAGE:
+                send_message(conn, {"error": "io.tokend.InvalidMessage",
+                                    "parameters": {"reason": "too long", "message": "too long"}})
+                return
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--scenario")
+    ap.add_argument("--record")
+    ap.add_argument("--mode", default="0660", help="socket file mode (octal)")
+    args = ap.parse_args()
+    scenario = {}
+    if args.scenario:
+        with open(args.scenario) as f:
+            scenario = json.load(f)
+    state = State(scenario)
+    tmp = args.socket + ".tmp"
+    if os.path.exists(tmp):
+        os.unlink(tmp)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(tmp)
+    os.chmod(tmp, int(args.mode, 8))
+    srv.listen(64)
+    os.rename(tmp, args.socket)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            conn, _ = srv.accept()
+            threading.Thread(target=serve, args=(conn, state, args.record), daemon=True).start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
+
+
+if __name__ == "__main__":
+    main()

@@ -165,6 +165,260 @@ int assoc_def_check(const struct assoc_def *d, const char **why)
 	return 0;
 }
 
+static int json_get_str(json_object *o, const char *key, const char **ret)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_string))
+		return -EINVAL;
+	*ret = json_object_get_string(v);
+	return 1;
+}
+
+static int json_get_uint(json_object *o, const char *key, uint64_t max, uint64_t *ret)
+{
+	json_object *v;
+	int64_t n;
+
+	if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	n = json_object_get_int64(v);
+	if (n < 0 || (uint64_t)n > max)
+		return -ERANGE;
+	*ret = (uint64_t)n;
+	return 1;
+}
+
+static int parse_addr_any(const char *s, union xfrm_addr_any *a, uint8_t *family)
+{
+	*a = (union xfrm_addr_any){0};
+	if (inet_pton(AF_INET, s, &a->v4) == 1)
+		*family = AF_INET;
+	else if (inet_pton(AF_INET6, s, &a->v6) == 1)
+		*family = AF_INET6;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int parse_net(const char *s, union xfrm_addr_any *a, uint8_t *plen, uint8_t *family)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	unsigned long v;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash = '\0';
+	if (parse_addr_any(buf, a, family) < 0)
+		return -EINVAL;
+	v = *family == AF_INET ? 32 : 128;
+	if (slash) {
+		unsigned long max = v;
+		errno = 0;
+		v = strtoul(slash + 1, &end, 10);
+		if (errno || *end || end == slash + 1 || v > max)
+			return -EINVAL;
+	}
+	*plen = (uint8_t)v;
+	return 0;
+}
+
+static const char *const known_fields[] = {
+	"name", "number", "local", "remote", "secret_file", "mode", "algorithm",
+	"local_selector", "remote_selector", "protocol", "local_port", "remote_port", "dev",
+	"replay_window", "lookahead", "lifetime_bytes", "lifetime_packets", NULL};
+
+static int def_strings(json_object *o, struct assoc_def *d, const char **field, const char **why)
+{
+	const char *v = NULL;
+	uint8_t fam_l = 0, fam_r = 0, fam = 0;
+	int r;
+
+#define FIELD(f) (*field = (f))
+	if (json_get_str(o, FIELD("name"), &v) != 1 || strlen(v) > ASSOC_NAME_MAX)
+		return *why = "a name of 1 to 64 characters is required", -EINVAL;
+	snprintf(d->name, sizeof(d->name), "%s", v);
+	if (json_get_str(o, FIELD("local"), &v) != 1 || parse_addr_any(v, &d->local, &fam_l) < 0)
+		return *why = "an IPv4 or IPv6 address is required", -EINVAL;
+	if (json_get_str(o, FIELD("remote"), &v) != 1 || parse_addr_any(v, &d->remote, &fam_r) < 0)
+		return *why = "an IPv4 or IPv6 address is required", -EINVAL;
+	if (fam_l != fam_r)
+		return *why = "local and remote must both be IPv4 or both IPv6", -EINVAL;
+	d->family = fam_l;
+	if (json_get_str(o, FIELD("secret_file"), &v) != 1 || v[0] != '/' ||
+	    strlen(v) >= sizeof(d->secret_path))
+		return *why = "the absolute path of a secret file is required", -EINVAL;
+	snprintf(d->secret_path, sizeof(d->secret_path), "%s", v);
+	r = json_get_str(o, FIELD("mode"), &v);
+	if (r < 0 || (r == 1 && strcmp(v, "transport") != 0 && strcmp(v, "tunnel") != 0))
+		return *why = "transport or tunnel", -EINVAL;
+	if (r == 1)
+		d->mode = strcmp(v, "tunnel") == 0 ? XFRM_MODE_TUNNEL : XFRM_MODE_TRANSPORT;
+	r = json_get_str(o, FIELD("algorithm"), &v);
+	if (r < 0 || (r == 1 && !keys_algorithm_by_name(v)))
+		return *why = "aes-gcm-128, aes-gcm-256 or aes-cbc-hmac-sha256", -EINVAL;
+	if (r == 1)
+		d->algorithm = keys_algorithm_by_name(v)->id;
+	memcpy(&d->local_net, &d->local, sizeof(d->local));
+	memcpy(&d->remote_net, &d->remote, sizeof(d->remote));
+	d->local_plen = d->remote_plen = d->family == AF_INET ? 32 : 128;
+	r = json_get_str(o, FIELD("local_selector"), &v);
+	if (r < 0 || (r == 1 && (parse_net(v, &d->local_net, &d->local_plen, &fam) < 0 ||
+				 fam != d->family)))
+		return *why = "a prefix of the addresses' family", -EINVAL;
+	r = json_get_str(o, FIELD("remote_selector"), &v);
+	if (r < 0 || (r == 1 && (parse_net(v, &d->remote_net, &d->remote_plen, &fam) < 0 ||
+				 fam != d->family)))
+		return *why = "a prefix of the addresses' family", -EINVAL;
+	r = json_get_str(o, FIELD("dev"), &v);
+	if (r < 0 || (r == 1 && (strlen(v) == 0 || strlen(v) >= sizeof(d->dev))))
+		return *why = "an interface name", -EINVAL;
+	if (r == 1)
+		snprintf(d->dev, sizeof(d->dev), "%s", v);
+	r = json_get_str(o, FIELD("protocol"), &v);
+	if (r < 0)
+		return *why = "tcp, udp, sctp, icmp, ipv6-icmp", -EINVAL;
+	if (r == 1) {
+		if (strcmp(v, "tcp") == 0)
+			d->proto = IPPROTO_TCP;
+		else if (strcmp(v, "udp") == 0)
+			d->proto = IPPROTO_UDP;
+		else if (strcmp(v, "sctp") == 0)
+			d->proto = IPPROTO_SCTP;
+		else if (strcmp(v, "icmp") == 0)
+			d->proto = IPPROTO_ICMP;
+		else if (strcmp(v, "ipv6-icmp") == 0 || strcmp(v, "icmpv6") == 0)
+			d->proto = IPPROTO_ICMPV6;
+		else {
+			char *end;
+			unsigned long n = strtoul(v, &end, 10);
+			if (!*v || *end || n < 1 || n > 255)
+				return *why = "tcp, udp, sctp, icmp, ipv6-icmp or 1-255", -EINVAL;
+			d->proto = (uint8_t)n;
+		}
+	}
+#undef FIELD
+	return 0;
+}
+
+static int def_numbers(json_object *o, struct assoc_def *d, const char **field, const char **why)
+{
+	static const struct {
+		const char *key;
+		uint64_t max;
+		bool required;
+	} nums[] = {
+		{"number", ASSOC_NUMBER_MAX, true},  {"local_port", 65535, false},
+		{"remote_port", 65535, false},       {"replay_window", 32, false},
+		{"lookahead", ASSOC_LOOKAHEAD_MAX, false},
+		{"lifetime_bytes", UINT64_MAX / 2, false}, {"lifetime_packets", 0xffffffffULL, false},
+	};
+	uint64_t v[7] = {0, 0, 0, d->replay_window, d->lookahead, d->lifetime_bytes,
+			 d->lifetime_packets};
+
+	for (size_t i = 0; i < 7; i++) {
+		int r = json_get_uint(o, nums[i].key, nums[i].max, &v[i]);
+		if (r < 0 || (r == 0 && nums[i].required)) {
+			*field = nums[i].key;
+			*why = r == -ERANGE ? "out of range" : "an integer is required";
+			return -EINVAL;
+		}
+	}
+	d->number = (uint32_t)v[0];
+	d->local_port = (uint16_t)v[1];
+	d->remote_port = (uint16_t)v[2];
+	d->replay_window = (uint32_t)v[3];
+	d->lookahead = (unsigned)v[4];
+	d->lifetime_bytes = v[5];
+	d->lifetime_packets = v[6];
+	return 0;
+}
+
+int assoc_def_from_json(json_object *o, struct assoc_def *d, const char **ret_field,
+			const char **why)
+{
+	int r;
+
+	*ret_field = NULL;
+	if (!json_object_is_type(o, json_type_object)) {
+		*why = "an object is required";
+		return -EINVAL;
+	}
+	json_object_object_foreach(o, key, val)
+	{
+		bool known = false;
+		for (const char *const *k = known_fields; *k && !known; k++)
+			known = strcmp(*k, key) == 0;
+		(void)val;
+		if (!known) {
+			*ret_field = key;
+			*why = "unknown field";
+			return -EINVAL;
+		}
+	}
+	assoc_def_init(d);
+	r = def_strings(o, d, ret_field, why);
+	if (r < 0)
+		return r;
+	r = def_numbers(o, d, ret_field, why);
+	if (r < 0)
+		return r;
+	*ret_field = NULL;
+	return assoc_def_check(d, why);
+}
+
+json_object *assoc_def_to_json(const struct assoc_def *d)
+{
+	json_object *o = json_object_new_object();
+	char a[INET6_ADDRSTRLEN], net[INET6_ADDRSTRLEN + 5];
+	const struct keys_algorithm_info *alg = keys_algorithm_by_id(d->algorithm);
+
+	json_object_object_add(o, "name", json_object_new_string(d->name));
+	json_object_object_add(o, "number", json_object_new_int((int)d->number));
+	json_object_object_add(o, "local",
+			       json_object_new_string(inet_ntop(d->family, &d->local, a, sizeof(a))));
+	json_object_object_add(o, "remote",
+			       json_object_new_string(inet_ntop(d->family, &d->remote, a, sizeof(a))));
+	json_object_object_add(o, "secret_file", json_object_new_string(d->secret_path));
+	json_object_object_add(o, "mode", json_object_new_string(
+		d->mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
+	json_object_object_add(o, "algorithm", json_object_new_string(alg ? alg->name : "?"));
+	inet_ntop(d->family, &d->local_net, a, sizeof(a));
+	snprintf(net, sizeof(net), "%s/%u", a, d->local_plen);
+	json_object_object_add(o, "local_selector", json_object_new_string(net));
+	inet_ntop(d->family, &d->remote_net, a, sizeof(a));
+	snprintf(net, sizeof(net), "%s/%u", a, d->remote_plen);
+	json_object_object_add(o, "remote_selector", json_object_new_string(net));
+	if (d->proto) {
+		char num[8];
+		const char *p = d->proto == IPPROTO_TCP ? "tcp" : d->proto == IPPROTO_UDP ? "udp" :
+				d->proto == IPPROTO_SCTP ? "sctp" : d->proto == IPPROTO_ICMP ? "icmp" :
+				d->proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : NULL;
+		snprintf(num, sizeof(num), "%u", d->proto);
+		json_object_object_add(o, "protocol", json_object_new_string(p ? p : num));
+	}
+	if (d->local_port)
+		json_object_object_add(o, "local_port", json_object_new_int(d->local_port));
+	if (d->remote_port)
+		json_object_object_add(o, "remote_port", json_object_new_int(d->remote_port));
+	if (d->dev[0])
+		json_object_object_add(o, "dev", json_object_new_string(d->dev));
+	json_object_object_add(o, "replay_window", json_object_new_int((int)d->replay_window));
+	json_object_object_add(o, "lookahead", json_object_new_int((int)d->lookahead));
+	json_object_object_add(o, "lifetime_bytes",
+			       json_object_new_int64((int64_t)d->lifetime_bytes));
+	json_object_object_add(o, "lifetime_packets",
+			       json_object_new_int64((int64_t)d->lifetime_packets));
+	return o;
+}
+
 /* Direction bit: 0 when the sender's address is the lower one, so both
  * peers name a direction the same way. */
 static unsigned direction_bit(uint8_t family, const union xfrm_addr_any *src,

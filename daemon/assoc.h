@@ -55,6 +55,17 @@ void assoc_def_init(struct assoc_def *d);
  * *why (static text). */
 int assoc_def_check(const struct assoc_def *d, const char **why);
 
+/* Definitions as JSON: the AddAssociation parameters and the state file
+ * share this shape ("name", "number", "local", "remote", "secret_file",
+ * "mode", "algorithm", "local_selector", "remote_selector", "protocol",
+ * "local_port", "remote_port", "dev", "replay_window", "lookahead",
+ * "lifetime_bytes", "lifetime_packets"). From JSON: -EINVAL with the field
+ * and the reason (static text) on a bad or unknown member; the definition
+ * is checked with assoc_def_check too. */
+int assoc_def_from_json(json_object *o, struct assoc_def *d, const char **ret_field,
+			const char **why);
+json_object *assoc_def_to_json(const struct assoc_def *d);
+
 /* SPI of generation `gen` sent from src to dst. */
 uint32_t assoc_spi(uint32_t number, uint8_t family, const union xfrm_addr_any *src,
 		   const union xfrm_addr_any *dst, uint64_t gen);

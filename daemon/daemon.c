@@ -746,13 +746,44 @@ fail:
 	return r;
 }
 
+/* Config and runtime definitions together. A runtime one that the config
+ * now declares (by name or number) gives way to it. */
+static int apply_assoc_defs(struct daemon *d)
+{
+	const struct store_state *st = tokens_state(d->tokens);
+	size_t n = d->config->n_assocs;
+	struct assoc_def *v = calloc(n + st->n_assocs + 1, sizeof(*v));
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, d->config->assocs, n * sizeof(*v));
+	for (size_t i = 0; i < st->n_assocs; i++) {
+		const struct assoc_def *rt = &st->assocs[i];
+		bool clash = false;
+
+		for (size_t j = 0; j < d->config->n_assocs && !clash; j++)
+			clash = strcmp(d->config->assocs[j].name, rt->name) == 0 ||
+				d->config->assocs[j].number == rt->number;
+		if (clash) {
+			log_notice("%s: runtime association ignored: the config declares its name or "
+				   "number", rt->name);
+			continue;
+		}
+		v[n++] = *rt;
+	}
+	r = assocs_set_defs(d->assocs, v, n);
+	free(v);
+	return r;
+}
+
 static int load_assocs(struct daemon *d)
 {
 	const struct store_state *st = tokens_state(d->tokens);
 	struct assoc_gen_record *gens;
 	int r;
 
-	r = assocs_set_defs(d->assocs, d->config->assocs, d->config->n_assocs);
+	r = apply_assoc_defs(d);
 	if (r < 0)
 		return r;
 	gens = calloc(st->n_generations ? st->n_generations : 1, sizeof(*gens));
@@ -788,7 +819,7 @@ static int reload(struct daemon *d)
 	tokens_set_config(d->tokens, c);
 	apply_settings(d);
 	adopt_config_into_state(d);
-	if (assocs_set_defs(d->assocs, c->assocs, c->n_assocs) < 0)
+	if (apply_assoc_defs(d) < 0)
 		log_error("out of memory while reloading associations");
 	config_free(old);
 	reconcile(d, true);
@@ -1416,5 +1447,194 @@ int daemon_dry_run(struct daemon *d)
 	}
 	printf("%d change%s\n", total, total == 1 ? "" : "s");
 	fflush(stdout);
+	return 0;
+}
+
+static int invalid_assoc(const char *name, const char *field, const char *why, json_object **ret,
+			 const char **ret_error)
+{
+	char msg[400];
+
+	snprintf(msg, sizeof(msg), "invalid association %s: %s%s%s", name ? name : "",
+		 field ? field : "", field ? ": " : "", why);
+	*ret_error = "io.tokend.InvalidAssociation";
+	*ret = daemon_error_params(msg, "name", name ? json_object_new_string(name) : NULL,
+				   "reason", json_object_new_string(why), NULL);
+	return -EINVAL;
+}
+
+/* Checks of a new runtime definition against what is held. */
+static int check_new_assoc(struct daemon *d, const struct assoc_def *def, json_object **ret,
+			   const char **ret_error)
+{
+	const struct store_state *st = tokens_state(d->tokens);
+	const struct assoc_def *c = config_find_assoc(d->config, def->name);
+	struct keys_secret *secret = NULL;
+	char msg[600], *err = NULL;
+
+	if (c) {
+		snprintf(msg, sizeof(msg), "association %s is declared in %s; change it there",
+			 def->name, c->where);
+		*ret_error = "io.tokend.ConfigEntry";
+		*ret = daemon_error_params(msg, "name", json_object_new_string(def->name), "file",
+					   json_object_new_string(c->where), NULL);
+		return -EPERM;
+	}
+	for (size_t i = 0; i < st->n_assocs; i++)
+		if (strcmp(st->assocs[i].name, def->name) == 0) {
+			snprintf(msg, sizeof(msg), "association %s already exists", def->name);
+			*ret_error = "io.tokend.AssociationExists";
+			*ret = daemon_error_params(msg, "name", json_object_new_string(def->name),
+						   NULL);
+			return -EEXIST;
+		}
+	for (size_t i = 0; i < d->config->n_assocs + st->n_assocs; i++) {
+		const struct assoc_def *o = i < d->config->n_assocs ?
+						    &d->config->assocs[i] :
+						    &st->assocs[i - d->config->n_assocs];
+		if (o->number == def->number) {
+			snprintf(msg, sizeof(msg), "number %u is already used by association %s",
+				 def->number, o->name);
+			return invalid_assoc(def->name, "number", msg, ret, ret_error);
+		}
+	}
+	/* Load the secret now so a bad file is refused before anything is
+	 * held; the message names the file and the problem, never content. */
+	if (keys_secret_load(def->secret_path, &secret, &err) < 0) {
+		snprintf(msg, sizeof(msg), "%s", err ? err : "cannot load the secret");
+		free(err);
+		return invalid_assoc(def->name, "secret_file", msg, ret, ret_error);
+	}
+	keys_secret_free(secret);
+	return 0;
+}
+
+static int change_runtime_assocs(struct daemon *d, const char *remove, const struct assoc_def *add,
+				 char **err)
+{
+	struct store_state next;
+	size_t w = 0;
+	int r = store_state_copy(tokens_state(d->tokens), &next);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < next.n_assocs; i++)
+		if (!remove || (strcmp(remove, "*") != 0 && strcmp(remove, next.assocs[i].name) != 0))
+			next.assocs[w++] = next.assocs[i];
+	next.n_assocs = w;
+	if (add) {
+		struct assoc_def *v = realloc(next.assocs, (next.n_assocs + 1) * sizeof(*v));
+		if (!v) {
+			store_state_free(&next);
+			return -ENOMEM;
+		}
+		next.assocs = v;
+		next.assocs[next.n_assocs++] = *add;
+	}
+	r = commit_state(d, &next, err);
+	if (r < 0)
+		return r;
+	r = apply_assoc_defs(d);
+	if (r == 0)
+		r = save_generations(d);
+	xfrm_reconcile(d, false);
+	return r;
+}
+
+int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_object *params,
+		     json_object **ret, const char **ret_error)
+{
+	struct assoc_def def;
+	const char *field = NULL, *why = NULL;
+	json_object *name;
+	char *err = NULL;
+	int r;
+
+	r = assoc_def_from_json(params, &def, &field, &why);
+	if (r < 0) {
+		json_object_object_get_ex(params, "name", &name);
+		return invalid_assoc(json_object_is_type(name, json_type_string) ?
+					     json_object_get_string(name) : NULL,
+				     field, why, ret, ret_error);
+	}
+	if (d->degraded)
+		return check_change(d, NULL, ret, ret_error);
+	r = check_new_assoc(d, &def, ret, ret_error);
+	if (r < 0)
+		return r;
+	r = change_runtime_assocs(d, NULL, &def, &err);
+	if (r < 0)
+		return state_write_failed(d, err, ret, ret_error);
+	log_info("%s: association added (uid %u, pid %d)", def.name, (unsigned)c->uid, (int)c->pid);
+	return daemon_list_assocs(d, def.name, ret, ret_error);
+}
+
+int daemon_delete_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			json_object **ret, const char **ret_error)
+{
+	const struct store_state *st = tokens_state(d->tokens);
+	const struct assoc_def *cfg = config_find_assoc(d->config, name);
+	char msg[400], *err = NULL;
+	bool found = false;
+	int r;
+
+	if (cfg) {
+		snprintf(msg, sizeof(msg), "association %s is declared in %s; remove it there",
+			 name, cfg->where);
+		*ret_error = "io.tokend.ConfigEntry";
+		*ret = daemon_error_params(msg, "name", json_object_new_string(name), "file",
+					   json_object_new_string(cfg->where), NULL);
+		return -EPERM;
+	}
+	for (size_t i = 0; i < st->n_assocs; i++)
+		found |= strcmp(st->assocs[i].name, name) == 0;
+	if (!found)
+		return no_such_assoc(name, ret, ret_error);
+	if (d->degraded)
+		return check_change(d, NULL, ret, ret_error);
+	r = change_runtime_assocs(d, name, NULL, &err);
+	if (r < 0)
+		return state_write_failed(d, err, ret, ret_error);
+	log_info("%s: association deleted (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
+	*ret = json_object_new_object();
+	return 0;
+}
+
+int daemon_flush_assocs(struct daemon *d, const struct daemon_caller *c, json_object **ret,
+			const char **ret_error)
+{
+	const struct store_state *st = tokens_state(d->tokens);
+	json_object *removed = json_object_new_array(), *kept = json_object_new_array();
+	char *err = NULL;
+	int r;
+
+	for (size_t i = 0; i < st->n_assocs; i++)
+		json_object_array_add(removed, json_object_new_string(st->assocs[i].name));
+	for (size_t i = 0; i < d->config->n_assocs; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(d->config->assocs[i].name));
+		json_object_object_add(o, "file", json_object_new_string(d->config->assocs[i].where));
+		json_object_array_add(kept, o);
+	}
+	if (st->n_assocs > 0) {
+		if (d->degraded) {
+			json_object_put(removed);
+			json_object_put(kept);
+			return check_change(d, NULL, ret, ret_error);
+		}
+		r = change_runtime_assocs(d, "*", NULL, &err);
+		if (r < 0) {
+			json_object_put(removed);
+			json_object_put(kept);
+			return state_write_failed(d, err, ret, ret_error);
+		}
+		log_info("%zu runtime association%s flushed (uid %u, pid %d)",
+			 json_object_array_length(removed),
+			 json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
+			 (int)c->pid);
+	}
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "removed", removed);
+	json_object_object_add(*ret, "kept", kept);
 	return 0;
 }

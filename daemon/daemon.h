@@ -55,6 +55,12 @@ int daemon_list_assocs(struct daemon *d, const char *name, json_object **ret,
 		       const char **ret_error);
 int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
 			json_object **ret, const char **ret_error);
+int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_object *params,
+		     json_object **ret, const char **ret_error);
+int daemon_delete_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
+			json_object **ret, const char **ret_error);
+int daemon_flush_assocs(struct daemon *d, const struct daemon_caller *c, json_object **ret,
+			const char **ret_error);
 int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const char *name,
 			 json_object **ret, const char **ret_error);
 

@@ -320,6 +320,28 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 		r = daemon_list_assocs(d, param_str(params, "name"), &out, &error);
 		return finish(c, r, out, error);
 	}
+	if (strcmp(name, "AddAssociation") == 0) {
+		if (!client_is_admin(c))
+			return permission_denied(c, name);
+		r = daemon_add_assoc(d, &who, params, &out, &error);
+		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "FlushAssociations") == 0) {
+		if (check_params(c, params, spec_none) < 0)
+			return 0;
+		if (!client_is_admin(c))
+			return permission_denied(c, name);
+		r = daemon_flush_assocs(d, &who, &out, &error);
+		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "DeleteAssociation") == 0) {
+		if (check_params(c, params, spec_name) < 0)
+			return 0;
+		if (!client_is_admin(c))
+			return permission_denied(c, name);
+		r = daemon_delete_assoc(d, &who, param_str(params, "name"), &out, &error);
+		return finish(c, r, out, error);
+	}
 	if (strcmp(name, "RotateAssociation") == 0 || strcmp(name, "ReleaseAssociation") == 0) {
 		bool rotate = name[1] == 'o';
 
@@ -368,6 +390,13 @@ static const char tokend_idl[] =
 	"  lookahead: int, reqid: int, moves: int, outbound: SA, inbound: []SA,\n"
 	"  policies: object)\n\n"
 	"method ListAssociations(name: ?string) -> (associations: []Association)\n"
+	"method AddAssociation(name: string, number: int, local: string, remote: string,\n"
+	"  secret_file: string, mode: ?string, algorithm: ?string, local_selector: ?string,\n"
+	"  remote_selector: ?string, protocol: ?string, local_port: ?int, remote_port: ?int,\n"
+	"  dev: ?string, replay_window: ?int, lookahead: ?int, lifetime_bytes: ?int,\n"
+	"  lifetime_packets: ?int) -> (associations: []Association)\n"
+	"method DeleteAssociation(name: string) -> ()\n"
+	"method FlushAssociations() -> (removed: []string, kept: []object)\n"
 	"method RotateAssociation(name: string) -> (associations: []Association)\n"
 	"method ReleaseAssociation(name: string) -> (released: ?object)\n"
 	"method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
@@ -384,6 +413,8 @@ static const char tokend_idl[] =
 	"error StateWriteFailed (message: string, file: string, reason: string)\n"
 	"error Degraded (message: string, reason: string)\n"
 	"error NoSuchAssociation (message: string, name: string)\n"
+	"error InvalidAssociation (message: string, name: ?string, reason: string)\n"
+	"error AssociationExists (message: string, name: string)\n"
 	"error RotationRefused (message: string, name: string, reason: string)\n"
 	"error InternalError (message: string)\n";
 

@@ -76,6 +76,7 @@ void store_state_free(struct store_state *st)
 	free(st->owned);
 	free(st->generations);
 	free(st->released);
+	free(st->assocs);
 	*st = (struct store_state){0};
 }
 
@@ -324,6 +325,35 @@ bad:
 	return -EBADMSG;
 }
 
+static int parse_assocs(const char *path, json_object *root, struct store_state *st,
+			char **ret_error)
+{
+	json_object *arr;
+	const char *field, *why = "";
+	size_t n;
+
+	if (!json_object_object_get_ex(root, "runtime_associations", &arr))
+		return 0;
+	if (!json_object_is_type(arr, json_type_array)) {
+		set_error(ret_error, "%s: \"runtime_associations\" is not a list", path);
+		return -EBADMSG;
+	}
+	n = json_object_array_length(arr);
+	st->assocs = calloc(n ? n : 1, sizeof(*st->assocs));
+	if (!st->assocs)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (assoc_def_from_json(json_object_array_get_idx(arr, i), &st->assocs[i], &field,
+					&why) < 0) {
+			set_error(ret_error, "%s: runtime association %zu: %s%s%s", path, i + 1,
+				  field ? field : "", field ? ": " : "", why);
+			return -EBADMSG;
+		}
+		st->n_assocs++;
+	}
+	return 0;
+}
+
 static int parse_state(const char *path, const char *buf, size_t len, struct store_state *st,
 		       char **ret_error)
 {
@@ -405,6 +435,9 @@ static int parse_state(const char *path, const char *buf, size_t len, struct sto
 	if (r < 0)
 		goto out;
 	r = parse_released(path, root, st, ret_error);
+	if (r < 0)
+		goto out;
+	r = parse_assocs(path, root, st, ret_error);
 out:
 	json_object_put(root);
 	return r;
@@ -585,6 +618,14 @@ static int state_to_text(const struct store_state *st, char **ret)
 	r = add_member(root, "released", released_to_json(st));
 	if (r < 0)
 		goto out;
+	{
+		json_object *arr = json_object_new_array();
+		for (size_t i = 0; arr && i < st->n_assocs; i++)
+			json_object_array_add(arr, assoc_def_to_json(&st->assocs[i]));
+		r = add_member(root, "runtime_associations", arr);
+		if (r < 0)
+			goto out;
+	}
 	text =
 	    json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 						     JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -763,6 +804,8 @@ int store_state_copy(const struct store_state *src, struct store_state *dst)
 				      sizeof(*src->generations), &failed);
 	dst->released = copy_array(src->released, src->n_released, sizeof(*src->released),
 				   &failed);
+	dst->n_assocs = src->n_assocs;
+	dst->assocs = copy_array(src->assocs, src->n_assocs, sizeof(*src->assocs), &failed);
 	if (failed || entries_copy(src->tokens, src->n_tokens, &dst->tokens) < 0 ||
 	    entries_copy(src->owned, src->n_owned, &dst->owned) < 0) {
 		store_state_free(dst);

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "assoc.h"
+
 /* The state file: runtime entries acknowledged to clients, and the tokens
  * tokend may have put into the kernel (so that an entry removed while tokend
  * was down can be cleared at start). Written atomically: a temporary file in
@@ -48,6 +50,9 @@ struct store_state {
 	/* "released": association numbers handed over to another tool */
 	uint32_t *released;
 	size_t n_released;
+	/* "runtime_associations": definitions added over the socket */
+	struct assoc_def *assocs;
+	size_t n_assocs;
 };
 
 /* Load the file. A missing file gives an empty state and returns 0. Any other

@@ -95,11 +95,11 @@ static bool xfrm_key_valid(const uint8_t *key, size_t len)
  * refuses AEAD next to CRYPT or AUTH), or CRYPT and/or AUTH_TRUNC. */
 static bool xfrm_sa_algs_valid(const struct xfrm_sa *sa)
 {
-	if (sa->enc_name && (!xfrm_name_valid(sa->enc_name) ||
-			     !xfrm_key_valid(sa->enc_key, sa->enc_key_len)))
+	if (sa->enc_name &&
+	    (!xfrm_name_valid(sa->enc_name) || !xfrm_key_valid(sa->enc_key, sa->enc_key_len)))
 		return false;
-	if (sa->auth_name && (!xfrm_name_valid(sa->auth_name) ||
-			      !xfrm_key_valid(sa->auth_key, sa->auth_key_len)))
+	if (sa->auth_name &&
+	    (!xfrm_name_valid(sa->auth_name) || !xfrm_key_valid(sa->auth_key, sa->auth_key_len)))
 		return false;
 	if (!sa->enc_name && sa->enc_key_len > 0)
 		return false;
@@ -142,8 +142,8 @@ static bool xfrm_put_algs(struct nlmsghdr *nlh, size_t len, const struct xfrm_sa
 		snprintf(auth.alg_name, sizeof(auth.alg_name), "%s", sa->auth_name);
 		auth.alg_key_len = (unsigned)(sa->auth_key_len * 8);
 		auth.alg_trunc_len = sa->icv_bits;
-		if (!xfrm_put_attr(nlh, len, XFRMA_ALG_AUTH_TRUNC, &auth, sizeof(auth), sa->auth_key,
-				   sa->auth_key_len))
+		if (!xfrm_put_attr(nlh, len, XFRMA_ALG_AUTH_TRUNC, &auth, sizeof(auth),
+				   sa->auth_key, sa->auth_key_len))
 			return false;
 	}
 	return true;
@@ -193,10 +193,12 @@ struct nlmsghdr *xfrm_build_newsa(void *buf, size_t len, const struct xfrm_sa *s
 	if (!xfrm_replay_shape(sa, &info, &esn))
 		return NULL;
 	/* The selector stays all zero (AF_UNSPEC), as `ip xfrm state add`
-	 * sends it without "sel ...": copy_from_user_state gives it the SA's
-	 * family, and a zero selector lets the SA serve any flow its policy
-	 * sends to it. Only the address bytes of the family are copied, so
-	 * nothing past an IPv4 address leaks in from the union. */
+	 * sends it without "sel ...", in either mode: copy_from_user_state
+	 * then gives it the SA's family (unless flags has
+	 * XFRM_STATE_AF_UNSPEC, which a tunnel SA needs to carry the other
+	 * inner family), and a zero selector lets the SA serve any flow its
+	 * policy sends to it. Only the address bytes of the family are
+	 * copied, so nothing past an IPv4 address leaks in from the union. */
 	alen = xfrm_addr_len(sa->family);
 	memcpy(&info.id.daddr, &sa->dst, alen);
 	memcpy(&info.saddr, &sa->src, alen);
@@ -210,13 +212,18 @@ struct nlmsghdr *xfrm_build_newsa(void *buf, size_t len, const struct xfrm_sa *s
 	/* Only NLM_F_REQUEST: xfrm_add_sa decides add or update from the type
 	 * alone (NEWSA fails with EEXIST on a duplicate), and nl_transact adds
 	 * NLM_F_ACK. */
-	nlh = xfrm_put_msg(buf, len, update ? XFRM_MSG_UPDSA : XFRM_MSG_NEWSA, NLM_F_REQUEST,
-			   &info, sizeof(info));
-	if (!nlh || !xfrm_put_algs(nlh, len, sa))
+	nlh = xfrm_put_msg(buf, len, update ? XFRM_MSG_UPDSA : XFRM_MSG_NEWSA, NLM_F_REQUEST, &info,
+			   sizeof(info));
+	if (!nlh)
 		return NULL;
-	if ((sa->flags & XFRM_STATE_ESN) &&
-	    !xfrm_put_attr(nlh, len, XFRMA_REPLAY_ESN_VAL, &esn, sizeof(esn), NULL, 0))
+	if (!xfrm_put_algs(nlh, len, sa) ||
+	    ((sa->flags & XFRM_STATE_ESN) &&
+	     !xfrm_put_attr(nlh, len, XFRMA_REPLAY_ESN_VAL, &esn, sizeof(esn), NULL, 0))) {
+		/* A key may already be in buf: leave none behind in a request
+		 * that will not be sent. */
+		explicit_bzero(buf, nlh->nlmsg_len);
 		return NULL;
+	}
 	return nlh;
 }
 
@@ -318,9 +325,10 @@ struct nlmsghdr *xfrm_build_dump(void *buf, size_t len, uint16_t type)
 	/* A bare header, no payload: xfrm_user_rcv_msg starts a dump before
 	 * it checks xfrm_msg_min, xfrm_dump_policy_start reads nothing, and
 	 * xfrm_dump_sa parses the payload from offset 0 as attributes (an
-	 * optional XFRMA_PROTO / XFRMA_ADDRESS_FILTER). A zeroed struct there
-	 * would be "bytes leftover after parsing attributes" in the kernel
-	 * log. `ip xfrm policy list` sends exactly this; `ip xfrm state list`
+	 * optional XFRMA_PROTO / XFRMA_ADDRESS_FILTER): a zeroed struct there
+	 * is answered, but logs "netlink: 224 bytes leftover after parsing
+	 * attributes" (seen on 6.18). `ip xfrm policy list` sends exactly
+	 * this; `ip xfrm state list`
 	 * adds an all-zero XFRMA_ADDRESS_FILTER, which filters nothing. */
 	if (type != XFRM_MSG_GETSA && type != XFRM_MSG_GETPOLICY)
 		return NULL;
@@ -372,8 +380,8 @@ typedef const struct nlattr *xfrm_attrs_t[XFRMA_MAX + 1];
 /* Check and index the attributes after a fixed header of hdr_len bytes.
  * Bounded by nlmsg_len itself, not by libmnl's iterator, which walks up to
  * MNL_ALIGN(nlmsg_len) and so reads up to 3 bytes past an unaligned end.
- * The kernel never repeats an attribute; a repeat is refused rather than
- * silently preferring one copy. Types newer than these headers are
+ * The kernel never repeats an attribute (XFRMA_PAD aside); a repeat is
+ * refused rather than silently preferring one copy. Types newer than these headers are
  * skipped. The caller guarantees nlmsg_len bytes are readable. */
 static int xfrm_attrs_index(const struct nlmsghdr *nlh, size_t hdr_len, xfrm_attrs_t tb)
 {
@@ -386,7 +394,7 @@ static int xfrm_attrs_index(const struct nlmsghdr *nlh, size_t hdr_len, xfrm_att
 	p = (const char *)nlh + off;
 	rem = nlh->nlmsg_len - off;
 	while (rem > 0) {
-		const struct nlattr *a = (const struct nlattr *)p;
+		const struct nlattr *a = (const void *)p;
 		size_t alen, step;
 		uint16_t type;
 
@@ -396,7 +404,9 @@ static int xfrm_attrs_index(const struct nlmsghdr *nlh, size_t hdr_len, xfrm_att
 		if (alen < MNL_ATTR_HDRLEN || alen > rem)
 			return -EBADMSG;
 		type = a->nla_type & NLA_TYPE_MASK;
-		if (type <= XFRMA_MAX) {
+		/* XFRMA_PAD only aligns the next 64-bit attribute
+		 * (nla_put_u64_64bit) and may come more than once. */
+		if (type <= XFRMA_MAX && type != XFRMA_PAD) {
 			if (tb[type] || alen - MNL_ATTR_HDRLEN < xfrm_attr_min[type])
 				return -EBADMSG;
 			tb[type] = a;
@@ -545,8 +555,7 @@ static int xfrm_sa_algs(const xfrm_attrs_t tb, struct xfrm_sa *sa)
 		} else {
 			/* Only an old kernel or a hand-made message: the
 			 * truncation is the algorithm's default, unknown here. */
-			snprintf(sa->auth_name_buf, sizeof(sa->auth_name_buf), "%s",
-				 auth.alg_name);
+			snprintf(sa->auth_name_buf, sizeof(sa->auth_name_buf), "%s", auth.alg_name);
 			sa->auth_name = sa->auth_name_buf;
 			sa->icv_bits = 0;
 			akey = key;
@@ -773,8 +782,7 @@ static void xfrm_out_init(struct xfrm_out *o, char *buf, size_t len)
 		buf[0] = '\0';
 }
 
-__attribute__((format(printf, 2, 3))) static void xfrm_out(struct xfrm_out *o, const char *fmt,
-							    ...)
+__attribute__((format(printf, 2, 3))) static void xfrm_out(struct xfrm_out *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -852,8 +860,8 @@ static void xfrm_out_mode(struct xfrm_out *o, uint8_t mode)
 		xfrm_out(o, "mode %u", mode);
 }
 
-static void xfrm_out_limits(struct xfrm_out *o, const char *what, uint64_t bytes,
-			    uint64_t packets, uint64_t add, uint64_t use)
+static void xfrm_out_limits(struct xfrm_out *o, const char *what, uint64_t bytes, uint64_t packets,
+			    uint64_t add, uint64_t use)
 {
 	const char *sep = "";
 
@@ -1228,7 +1236,7 @@ void xfrm_msg_describe(const struct nlmsghdr *nlh, char *buf, size_t len)
 	p = (const char *)nlh + off;
 	rem = nlh->nlmsg_len - off;
 	while (rem > 0) {
-		const struct nlattr *a = (const struct nlattr *)p;
+		const struct nlattr *a = (const void *)p;
 		const char *an;
 		uint16_t type;
 		size_t step;

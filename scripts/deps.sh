@@ -8,6 +8,7 @@ PACKAGES=(
     libsystemd-dev libmnl-dev libjson-c-dev libinih-dev libssl-dev check
     iproute2 python3 util-linux procps
     radvd strace valgrind
+    user-mode-linux kmod iputils-ping mount
 )
 
 missing=()

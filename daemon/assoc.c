@@ -538,6 +538,16 @@ static void load_secret(struct assoc *a)
 	free(err);
 }
 
+/* A decoded SA names its algorithms through pointers into its own buffers:
+ * a copy must point into its own, and never at keys. */
+static void sa_copy(struct xfrm_sa *dst, const struct xfrm_sa *src)
+{
+	*dst = *src;
+	dst->enc_name = dst->enc_name_buf[0] ? dst->enc_name_buf : NULL;
+	dst->auth_name = dst->auth_name_buf[0] ? dst->auth_name_buf : NULL;
+	dst->enc_key = dst->auth_key = NULL;
+}
+
 static void orphan_add_sa(struct assocs *m, const struct xfrm_sa *sa)
 {
 	struct orphan *o = realloc(m->orphans, (m->n_orphans + 1) * sizeof(*o));
@@ -545,7 +555,8 @@ static void orphan_add_sa(struct assocs *m, const struct xfrm_sa *sa)
 	if (!o)
 		return;
 	m->orphans = o;
-	m->orphans[m->n_orphans++] = (struct orphan){.sa = *sa, .seen = true};
+	m->orphans[m->n_orphans] = (struct orphan){.seen = true};
+	sa_copy(&m->orphans[m->n_orphans++].sa, sa);
 }
 
 static void orphan_add_policy(struct assocs *m, const struct xfrm_policy *p)
@@ -899,6 +910,7 @@ static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa)
 
 /* --- the observed set -------------------------------------------------- */
 
+
 static struct obs_sa *obs_find(struct assoc *a, uint32_t spi)
 {
 	for (size_t i = 0; i < a->n_sas; i++)
@@ -994,7 +1006,7 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		o = &a->sas[a->n_sas++];
 		*o = (struct obs_sa){0};
 	}
-	o->sa = *sa;
+	sa_copy(&o->sa, sa);
 	o->outbound = outbound;
 	o->gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
 	o->key_ok = key_matches(a, sa, outbound, o->gen);
@@ -1253,8 +1265,7 @@ static void plan_del_sa(struct plan *p, const char *name, const struct xfrm_sa *
 
 	if (!act)
 		return;
-	act->sa = *sa;
-	act->sa.enc_key = act->sa.auth_key = NULL;
+	sa_copy(&act->sa, sa);
 }
 
 static void plan_policy(struct plan *p, const char *name, enum assoc_op op,

@@ -328,8 +328,8 @@ struct nlmsghdr *xfrm_build_dump(void *buf, size_t len, uint16_t type)
 	 * optional XFRMA_PROTO / XFRMA_ADDRESS_FILTER): a zeroed struct there
 	 * is answered, but logs "netlink: 224 bytes leftover after parsing
 	 * attributes" (seen on 6.18). `ip xfrm policy list` sends exactly
-	 * this; `ip xfrm state list`
-	 * adds an all-zero XFRMA_ADDRESS_FILTER, which filters nothing. */
+	 * this; `ip xfrm state list` adds an all-zero XFRMA_ADDRESS_FILTER,
+	 * which filters nothing. */
 	if (type != XFRM_MSG_GETSA && type != XFRM_MSG_GETPOLICY)
 		return NULL;
 	return xfrm_put_msg(buf, len, type, NLM_F_REQUEST | NLM_F_DUMP, NULL, 0);
@@ -381,8 +381,8 @@ typedef const struct nlattr *xfrm_attrs_t[XFRMA_MAX + 1];
  * Bounded by nlmsg_len itself, not by libmnl's iterator, which walks up to
  * MNL_ALIGN(nlmsg_len) and so reads up to 3 bytes past an unaligned end.
  * The kernel never repeats an attribute (XFRMA_PAD aside); a repeat is
- * refused rather than silently preferring one copy. Types newer than these headers are
- * skipped. The caller guarantees nlmsg_len bytes are readable. */
+ * refused rather than silently preferring one copy. Types newer than these
+ * headers are skipped. The caller guarantees nlmsg_len bytes are readable. */
 static int xfrm_attrs_index(const struct nlmsghdr *nlh, size_t hdr_len, xfrm_attrs_t tb)
 {
 	const char *p;
@@ -889,6 +889,12 @@ static void xfrm_out_limits(struct xfrm_out *o, const char *what, uint64_t bytes
 void xfrm_sa_describe(const struct xfrm_sa *sa, char *buf, size_t len)
 {
 	const struct xfrm_lifetime_cfg *l = &sa->lft;
+	/* A decoded SA has its names in its own buffers: read those, so that
+	 * a copy of the struct, whose enc_name still points into the original
+	 * (perhaps a dead stack frame by now), never follows that pointer. */
+	const char *enc = sa->enc_name && sa->enc_name_buf[0] ? sa->enc_name_buf : sa->enc_name;
+	const char *auth =
+		sa->auth_name && sa->auth_name_buf[0] ? sa->auth_name_buf : sa->auth_name;
 	struct xfrm_out o;
 
 	xfrm_out_init(&o, buf, len);
@@ -900,17 +906,17 @@ void xfrm_sa_describe(const struct xfrm_sa *sa, char *buf, size_t len)
 	xfrm_out(&o, " reqid %" PRIu32 " ", sa->reqid);
 	xfrm_out_mode(&o, sa->mode);
 	xfrm_out(&o, " alg ");
-	if (sa->enc_name) {
-		xfrm_out_name(&o, sa->enc_name, XFRM_ALG_NAME_LEN);
+	if (enc) {
+		xfrm_out_name(&o, enc, XFRM_ALG_NAME_LEN);
 		if (sa->aead)
 			xfrm_out(&o, "/%u", sa->icv_bits);
 	}
-	if (sa->auth_name) {
-		xfrm_out(&o, "%s", sa->enc_name ? " " : "");
-		xfrm_out_name(&o, sa->auth_name, XFRM_ALG_NAME_LEN);
+	if (auth) {
+		xfrm_out(&o, "%s", enc ? " " : "");
+		xfrm_out_name(&o, auth, XFRM_ALG_NAME_LEN);
 		xfrm_out(&o, "/%u", sa->icv_bits);
 	}
-	if (!sa->enc_name && !sa->auth_name)
+	if (!enc && !auth)
 		xfrm_out(&o, "none");
 	xfrm_out(&o, " replay %" PRIu32 "%s", sa->replay_window,
 		 sa->flags & XFRM_STATE_ESN ? " esn" : "");

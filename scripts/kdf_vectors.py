@@ -215,7 +215,14 @@ def c_table() -> str:
 
 def main() -> None:
     selftest()
-    if "--selftest" in sys.argv[1:]:
+    if sys.argv[1:2] == ["--derive"]:
+        # --derive SECRET_HEX NAME NUMBER FAMILY SRC DST GENERATION ALGORITHM:
+        # one derivation, as hex (the family is implied by the addresses).
+        secret_hex, name, number, _family, src, dst, gen, alg = sys.argv[2:10]
+        v = {"name": name, "number": int(number), "src": src, "dst": dst,
+             "generation": int(gen), "algorithm": alg}
+        print(derive(bytes.fromhex(secret_hex), v).hex())
+    elif "--selftest" in sys.argv[1:]:
         print("RFC 5869 test cases 1-3: ok")
     elif "--c" in sys.argv[1:]:
         print(c_table())

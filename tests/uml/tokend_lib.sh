@@ -26,7 +26,7 @@ tk_start() {
     ip netns exec "$peer" "$TOKEND" --config "$TK_DIR/$peer.conf" --socket "$TK_DIR/$peer.sock" \
         --state-dir "$TK_DIR/$peer.state" "$@" >> "$TK_DIR/$peer.log" 2>&1 &
     TK_PIDS[$peer]=$!
-    uml_wait 20 tk_ctl "$peer" status >/dev/null 2>&1
+    uml_wait 20 test -S "$TK_DIR/$peer.sock"
 }
 
 tk_stop() {

@@ -908,6 +908,8 @@ static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa)
 	       sa->lft.hard_add_expires_seconds == want.hard_add_expires_seconds;
 }
 
+static void update_state(struct assoc *a);
+
 /* --- the observed set -------------------------------------------------- */
 
 
@@ -1020,6 +1022,7 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	}
 	(void)now;
 	mark(m, a);
+	update_state(a);
 }
 
 void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
@@ -1035,6 +1038,7 @@ void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	obs_remove(a, sa->spi);
 	(void)now;
 	mark(m, a);
+	update_state(a);
 }
 
 void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, uint64_t now)
@@ -1103,6 +1107,7 @@ void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p)
 	a->pol[d] = *p;
 	a->pol_seen[d] = true;
 	mark(m, a);
+	update_state(a);
 }
 
 void assocs_policy_gone(struct assocs *m, const struct xfrm_policy *p)
@@ -1119,6 +1124,7 @@ void assocs_policy_gone(struct assocs *m, const struct xfrm_policy *p)
 		log_info("%s: %s policy went away", a->def.name, dir_names[d]);
 	a->pol_seen[d] = false;
 	mark(m, a);
+	update_state(a);
 }
 
 void assocs_resync_begin(struct assocs *m)

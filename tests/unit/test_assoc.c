@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT */
+/* The association manager's reconcile logic, without a kernel: SAs and
+ * policies are fed in as the kernel would report them, and the planned
+ * requests are checked. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "assoc.h"
+#include "log.h"
+
+#define SEC 1000000ULL
+#define REQID_BASE 0x746b0000u
+
+static struct assocs *m;
+static char secret_path[64];
+
+static void setup(void)
+{
+	static const char hex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+	int fd;
+
+	log_set_level(LOG_ERR);
+	snprintf(secret_path, sizeof(secret_path), "/tmp/test_assoc.XXXXXX");
+	fd = mkstemp(secret_path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, hex, sizeof(hex) - 1), (ssize_t)sizeof(hex) - 1);
+	fchmod(fd, 0600);
+	close(fd);
+	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
+							      .policy_priority = 100,
+							      .counter_interval_usec = SEC,
+							      .dwell_usec = 3 * SEC},
+				    &m),
+			 0);
+}
+
+static void teardown(void)
+{
+	assocs_free(m);
+	unlink(secret_path);
+}
+
+static struct assoc_def def(const char *name, uint32_t number)
+{
+	struct assoc_def d;
+
+	assoc_def_init(&d);
+	snprintf(d.name, sizeof(d.name), "%s", name);
+	d.number = number;
+	d.family = AF_INET;
+	inet_pton(AF_INET, "192.0.2.1", &d.local.v4);
+	inet_pton(AF_INET, "192.0.2.2", &d.remote.v4);
+	d.local_net = d.local;
+	d.remote_net = d.remote;
+	d.local_plen = d.remote_plen = 32;
+	snprintf(d.secret_path, sizeof(d.secret_path), "%s", secret_path);
+	return d;
+}
+
+static int plan(uint64_t now, bool all, struct assoc_action **v)
+{
+	int n = assocs_plan(m, now, all, v);
+	ck_assert_int_ge(n, 0);
+	return n;
+}
+
+static int count_op(struct assoc_action *v, int n, enum assoc_op op)
+{
+	int c = 0;
+	for (int i = 0; i < n; i++)
+		c += v[i].op == op;
+	return c;
+}
+
+/* Answer every action with success and feed back what the kernel would
+ * then report, the way dumps and notifications do. */
+static void kernel_accepts(struct assoc_action *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct nl_ack ack = {0};
+
+		if (v[i].op == ASSOC_OP_ADD_SA || v[i].op == ASSOC_OP_UPDATE_SA) {
+			struct xfrm_sa sa = v[i].sa;
+			unsigned len = 32;
+			uint8_t keys[KEYS_MATERIAL_MAX];
+
+			memcpy(keys, v[i].sa.enc_key, v[i].sa.enc_key_len);
+			if (v[i].sa.auth_key_len)
+				memcpy(keys + v[i].sa.enc_key_len, v[i].sa.auth_key,
+				       v[i].sa.auth_key_len);
+			EVP_Digest(keys, v[i].sa.enc_key_len + v[i].sa.auth_key_len, sa.key_digest,
+				   &len, EVP_sha256(), NULL);
+			assocs_action_done(m, &v[i], &ack, 0);
+			assocs_sa_seen(m, &sa, 0);
+		} else if (v[i].op == ASSOC_OP_ADD_POLICY || v[i].op == ASSOC_OP_UPDATE_POLICY) {
+			assocs_action_done(m, &v[i], &ack, 0);
+			assocs_policy_seen(m, &v[i].policy);
+		} else if (v[i].op == ASSOC_OP_DEL_SA) {
+			assocs_action_done(m, &v[i], &ack, 0);
+			assocs_sa_gone(m, &v[i].sa, 0);
+		} else {
+			assocs_action_done(m, &v[i], &ack, 0);
+			assocs_policy_gone(m, &v[i].policy);
+		}
+	}
+}
+
+/* Plan, save generations when asked, apply, until nothing is left. */
+static void converge(uint64_t now)
+{
+	for (int round = 0; round < 5; round++) {
+		struct assoc_action *v = NULL;
+		int n = plan(now, true, &v);
+
+		if (assocs_need_save(m))
+			assocs_generations_saved(m);
+		kernel_accepts(v, n);
+		assoc_actions_free(v, (size_t)n);
+		if (n == 0 && !assocs_need_save(m))
+			return;
+	}
+}
+
+static void synced_empty_kernel(void)
+{
+	assocs_resync_begin(m);
+	assocs_resync_end(m);
+}
+
+static const char *state_of(const char *name, json_object **keep)
+{
+	json_object *arr, *st;
+
+	ck_assert_int_eq(assocs_list_json(m, name, &arr), 0);
+	ck_assert(json_object_object_get_ex(json_object_array_get_idx(arr, 0), "state", &st));
+	*keep = arr;
+	return json_object_get_string(st);
+}
+
+START_TEST(test_spi_layout)
+{
+	union xfrm_addr_any lo = {0}, hi = {0};
+
+	inet_pton(AF_INET, "192.0.2.1", &lo.v4);
+	inet_pton(AF_INET, "192.0.2.2", &hi.v4);
+	ck_assert_uint_eq(assoc_spi(5, AF_INET, &lo, &hi, 0), 0x01000500u);
+	ck_assert_uint_eq(assoc_spi(5, AF_INET, &hi, &lo, 0), 0x01000580u);
+	ck_assert_uint_eq(assoc_spi(5, AF_INET, &lo, &hi, 129), 0x01000501u);
+	ck_assert_uint_eq(assoc_spi(65535, AF_INET, &lo, &hi, 127), 0x01ffff7fu);
+}
+END_TEST
+
+START_TEST(test_policies_first_then_inbound_then_outbound_after_save)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	int n;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	n = plan(0, true, &v);
+	/* in + out policies, W+1 = 3 inbound SAs; the outbound SA waits until
+	 * its generation is on disk. */
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_ADD_POLICY), 2);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_ADD_SA), 3);
+	ck_assert_int_eq(v[0].op, ASSOC_OP_ADD_POLICY);
+	for (int i = 2; i < n; i++)
+		ck_assert(!v[i].outbound);
+	ck_assert(assocs_need_save(m));
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	assocs_generations_saved(m);
+	n = plan(0, false, &v);
+	ck_assert_int_eq(n, 1);
+	ck_assert(v[0].outbound);
+	ck_assert_uint_eq(v[0].sa.spi, 0x01000700u);
+	ck_assert_uint_eq(v[0].sa.reqid, REQID_BASE + 7);
+	ck_assert_uint_eq(v[0].sa.lft.hard_packet_limit, 0xffff0000ULL);
+	ck_assert(v[0].sa.lft.soft_packet_limit < v[0].sa.lft.hard_packet_limit);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	{
+		json_object *keep;
+		ck_assert_str_eq(state_of("web", &keep), "up");
+		json_object_put(keep);
+	}
+}
+END_TEST
+
+START_TEST(test_right_kernel_needs_nothing)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	converge(0);
+	ck_assert_int_eq(plan(0, true, &v), 0);
+	free(v);
+}
+END_TEST
+
+START_TEST(test_lost_outbound_moves_to_next_generation_never_reuses)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL, out;
+	struct assoc_gen_record *g;
+	size_t n_g;
+	int n;
+
+	d.lookahead = 4;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	converge(0);
+	/* Someone deletes the outbound SA of generation 0. */
+	memset(&out, 0, sizeof(out));
+	out.sa.family = AF_INET;
+	inet_pton(AF_INET, "192.0.2.2", &out.sa.dst.v4);
+	out.sa.spi = 0x01000700u;
+	out.sa.reqid = REQID_BASE + 7;
+	out.sa.proto = IPPROTO_ESP;
+	assocs_sa_gone(m, &out.sa, 10 * SEC);
+	n = plan(10 * SEC, false, &v);
+	/* Not re-added under the old key: generation 1 must reach the disk. */
+	for (int i = 0; i < n; i++)
+		ck_assert(!(v[i].op == ASSOC_OP_ADD_SA && v[i].sa.spi == 0x01000700u));
+	ck_assert(assocs_need_save(m));
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n_g), 0);
+	ck_assert_uint_eq(g[0].out_gen, 1);
+	free(g);
+	assoc_actions_free(v, (size_t)n);
+	assocs_generations_saved(m);
+	n = plan(10 * SEC, false, &v);
+	ck_assert_int_eq(n, 1);
+	ck_assert_uint_eq(v[0].sa.spi, 0x01000701u);
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+START_TEST(test_sender_never_passes_lookahead_minus_one)
+{
+	struct assoc_def d = def("web", 7);
+	const char *why = NULL;
+
+	d.lookahead = 3;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	converge(0);
+	ck_assert_int_eq(assocs_rotate(m, "web", 10 * SEC, &why), 0);
+	/* Within the dwell time: refused. */
+	ck_assert_int_eq(assocs_rotate(m, "web", 11 * SEC, &why), -EBUSY);
+	ck_assert_int_eq(assocs_rotate(m, "web", 20 * SEC, &why), 0);
+	/* Generation 3 would be beyond what a peer that lost its state
+	 * accepts (floor 0 + W-1). */
+	ck_assert_int_eq(assocs_rotate(m, "web", 30 * SEC, &why), -ERANGE);
+	ck_assert_int_eq(assocs_rotate(m, "nope", 20 * SEC, &why), -ENOENT);
+}
+END_TEST
+
+/* The outbound SA of generation `gen` as the kernel would report it. */
+static struct xfrm_sa kernel_outbound(uint64_t gen)
+{
+	static const uint8_t secret[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+					   11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+					   22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+	struct xfrm_sa sa = {.family = AF_INET, .proto = IPPROTO_ESP, .reqid = REQID_BASE + 7};
+	struct keys_secret *s;
+	uint8_t key[KEYS_MATERIAL_MAX];
+	unsigned dlen = 32;
+	size_t len = 0;
+
+	inet_pton(AF_INET, "192.0.2.1", &sa.src.v4);
+	inet_pton(AF_INET, "192.0.2.2", &sa.dst.v4);
+	sa.spi = assoc_spi(7, AF_INET, &sa.src, &sa.dst, gen);
+	ck_assert_int_eq(keys_secret_from_bytes(secret, sizeof(secret), &s), 0);
+	ck_assert_int_eq(keys_derive(s, &(struct keys_context){.name = "web", .number = 7,
+							      .family = AF_INET, .src = &sa.src,
+							      .dst = &sa.dst, .generation = gen,
+							      .algorithm = KEYS_ALG_AES_GCM_128},
+				     key, &len),
+			 0);
+	EVP_Digest(key, len, sa.key_digest, &dlen, EVP_sha256(), NULL);
+	keys_secret_free(s);
+	return sa;
+}
+
+START_TEST(test_restart_adopts_kernel_outbound)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_gen_record rec = {.name = "web", .out_gen = 3, .in_gen = 0};
+	struct xfrm_sa sa = kernel_outbound(3);
+	struct assoc_gen_record *g;
+	struct assoc_action *v = NULL;
+	size_t n_g;
+	int n;
+
+	d.lookahead = 8;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_set_generations(m, &rec, 1);
+	assocs_resync_begin(m);
+	assocs_sa_seen(m, &sa, 0);
+	assocs_resync_end(m);
+	n = plan(0, true, &v);
+	/* Adopted: no outbound add, still generation 3, nothing to save. */
+	for (int i = 0; i < n; i++)
+		ck_assert(!(v[i].op == ASSOC_OP_ADD_SA && v[i].outbound));
+	ck_assert(!assocs_need_save(m));
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n_g), 0);
+	ck_assert_uint_eq(g[0].out_gen, 3);
+	free(g);
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+START_TEST(test_restart_without_kernel_sa_moves_past_saved)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_gen_record rec = {.name = "web", .out_gen = 3, .in_gen = 0};
+	struct assoc_gen_record *g;
+	struct assoc_action *v = NULL;
+	size_t n_g;
+	int n;
+
+	d.lookahead = 8;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_set_generations(m, &rec, 1);
+	synced_empty_kernel();
+	n = plan(0, true, &v);
+	ck_assert(assocs_need_save(m));
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n_g), 0);
+	ck_assert_uint_eq(g[0].out_gen, 4);
+	free(g);
+	for (int i = 0; i < n; i++)
+		ck_assert(!(v[i].op == ASSOC_OP_ADD_SA && v[i].outbound));
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+START_TEST(test_orphans_removed_foreign_untouched_released_kept)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	struct xfrm_sa orphan = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u,
+				 .reqid = REQID_BASE + 99};
+	struct xfrm_sa foreign = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x5000,
+				  .reqid = 42};
+	int n;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_resync_begin(m);
+	assocs_sa_seen(m, &orphan, 0);
+	assocs_sa_seen(m, &foreign, 0);
+	assocs_resync_end(m);
+	n = plan(0, true, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
+	for (int i = 0; i < n; i++)
+		if (v[i].op == ASSOC_OP_DEL_SA)
+			ck_assert_uint_eq(v[i].sa.spi, 0x01006300u);
+	assoc_actions_free(v, (size_t)n);
+
+	/* Degraded: nothing is removed. */
+	assocs_set_degraded(m, true);
+	n = plan(0, true, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 0);
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+START_TEST(test_foreign_sa_on_computed_spi_is_a_conflict)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	struct xfrm_sa foreign = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01000780u,
+				  .reqid = 42};
+	json_object *keep;
+	int n;
+
+	inet_pton(AF_INET, "192.0.2.1", &foreign.dst.v4);
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_resync_begin(m);
+	assocs_resync_end(m);
+	assocs_sa_seen(m, &foreign, 0);
+	n = plan(0, false, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 0);
+	assoc_actions_free(v, (size_t)n);
+	(void)state_of("web", &keep);
+	json_object_put(keep);
+}
+END_TEST
+
+START_TEST(test_def_checks)
+{
+	struct assoc_def d = def("web", 7);
+	const char *why;
+
+	ck_assert_int_eq(assoc_def_check(&d, &why), 0);
+	d.number = 0;
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d = def("web", 70000);
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d = def("web", 7);
+	d.remote = d.local;
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(why, "same address"));
+	d = def("web", 7);
+	d.replay_window = 0;
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d = def("bad name", 7);
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d = def("web", 7);
+	d.lifetime_packets = 0;
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_def_json_round_trip)
+{
+	struct assoc_def d = def("web", 7), back;
+	const char *field, *why;
+	json_object *o;
+
+	d.mode = XFRM_MODE_TUNNEL;
+	d.proto = IPPROTO_TCP;
+	d.remote_port = 443;
+	d.algorithm = KEYS_ALG_AES_CBC_HMAC_SHA256;
+	o = assoc_def_to_json(&d);
+	ck_assert_int_eq(assoc_def_from_json(o, &back, &field, &why), 0);
+	ck_assert_str_eq(back.name, "web");
+	ck_assert_uint_eq(back.number, 7);
+	ck_assert_uint_eq(back.mode, XFRM_MODE_TUNNEL);
+	ck_assert_uint_eq(back.proto, IPPROTO_TCP);
+	ck_assert_uint_eq(back.remote_port, 443);
+	ck_assert_int_eq(back.algorithm, KEYS_ALG_AES_CBC_HMAC_SHA256);
+	ck_assert(memcmp(&back.remote, &d.remote, 4) == 0);
+	json_object_object_add(o, "bogus", json_object_new_int(1));
+	ck_assert_int_eq(assoc_def_from_json(o, &back, &field, &why), -EINVAL);
+	ck_assert_str_eq(field, "bogus");
+	json_object_put(o);
+}
+END_TEST
+
+static Suite *assoc_suite(void)
+{
+	Suite *s = suite_create("assoc");
+	TCase *tc = tcase_create("reconcile");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_spi_layout);
+	tcase_add_test(tc, test_policies_first_then_inbound_then_outbound_after_save);
+	tcase_add_test(tc, test_right_kernel_needs_nothing);
+	tcase_add_test(tc, test_lost_outbound_moves_to_next_generation_never_reuses);
+	tcase_add_test(tc, test_sender_never_passes_lookahead_minus_one);
+	tcase_add_test(tc, test_orphans_removed_foreign_untouched_released_kept);
+	tcase_add_test(tc, test_foreign_sa_on_computed_spi_is_a_conflict);
+	tcase_add_test(tc, test_def_checks);
+	tcase_add_test(tc, test_def_json_round_trip);
+	tcase_add_test(tc, test_restart_adopts_kernel_outbound);
+	tcase_add_test(tc, test_restart_without_kernel_sa_moves_past_saved);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(assoc_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

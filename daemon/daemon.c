@@ -999,7 +999,7 @@ int daemon_run(struct daemon *d)
 	if (r < 0)
 		return 1;
 	sd_event_source_set_enabled(d->reconcile_timer, SD_EVENT_ON);
-	r = sd_event_add_time(d->event, &d->retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+	r = sd_event_add_time(d->event, &d->retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 10000,
 			      on_retry_timer, d);
 	if (r < 0)
 		return 1;

@@ -65,6 +65,7 @@ struct binding {
 	uint64_t retry_at;
 	uint64_t backoff;
 	bool dirty;
+	bool link_changed; /* the interface changed: a blocked entry is tried now */
 	bool inflight;
 	struct log_ratelimit rl;
 };
@@ -559,6 +560,8 @@ void tokens_link_update(struct tokens *t, const struct rtnl_link *m, uint64_t no
 	if (b && b->has_target && b->reached_ifindex == l->ifindex && l->has_inet6 &&
 	    !same_token(&l->token, &b->target) && !b->contested && !b->inflight)
 		note_drift(t, b, l, now);
+	if (b)
+		b->link_changed = true;
 	mark_dirty(t, l->name);
 }
 
@@ -662,12 +665,39 @@ static const char *other_manager_hint(const struct tokens *t, const struct link 
 
 /* Why the kernel refused, in words: its own text where it gave one, and
  * which setting to change. */
-static void describe_refusal(const struct tokens *t, const struct link *l, const struct nl_ack *ack,
-			     char *buf, size_t len)
+/* A sysctl of the link as it is now: they change without a netlink event,
+ * so what the last link message said may be stale. */
+static int read_conf(const char *ifname, const char *key, int cached)
+{
+	char path[128], buf[32];
+	FILE *f;
+	int v;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/%s", ifname, key);
+	f = fopen(path, "re");
+	if (!f)
+		return cached;
+	if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%d", &v) != 1)
+		v = cached;
+	fclose(f);
+	return v;
+}
+
+static void describe_refusal(const struct tokens *t, const struct link *cached,
+			     const struct nl_ack *ack, char *buf, size_t len)
 {
 	const char *hint = NULL, *other = NULL;
+	struct link fresh, *l = NULL;
 	char tmp[256];
 
+	if (cached) {
+		fresh = *cached;
+		fresh.conf.forwarding = read_conf(cached->name, "forwarding", cached->conf.forwarding);
+		fresh.conf.accept_ra = read_conf(cached->name, "accept_ra", cached->conf.accept_ra);
+		fresh.conf.rtr_solicits = read_conf(cached->name, "router_solicitations",
+						    cached->conf.rtr_solicits);
+		l = &fresh;
+	}
 	if (l && ack->error == -EINVAL) {
 		if (l->flags & IFF_NOARP) {
 			snprintf(tmp, sizeof(tmp), "no neighbour discovery on %s (NOARP); "
@@ -741,8 +771,9 @@ static bool reconcile_absent_want(struct tokens *t, struct binding *b, struct li
 	/* In degraded mode tokend does not know its full set: remove nothing. */
 	if (t->degraded)
 		return false;
-	if (b->state == TS_REMOVING && !retry_due(b, now))
+	if (b->state == TS_REMOVING && !retry_due(b, now) && !b->link_changed)
 		return true;
+	b->link_changed = false;
 	if (plan_add(p, l, &none) < 0)
 		return true;
 	b->inflight = true;
@@ -791,8 +822,11 @@ static bool reconcile_one(struct tokens *t, struct binding *b, uint64_t now, str
 		binding_set_state(b, TS_UNSUPPORTED, "loopback interfaces cannot take a token");
 		return true;
 	}
-	if ((b->state == TS_BLOCKED) && !retry_due(b, now))
+	/* Blocked: retried on its timer, and at once when the interface
+	 * changed (arp on, say); sysctl changes send no event. */
+	if (b->state == TS_BLOCKED && !retry_due(b, now) && !b->link_changed)
 		return true;
+	b->link_changed = false;
 	if (plan_add(p, l, want) < 0)
 		return true;
 	b->inflight = true;
@@ -853,12 +887,11 @@ static void action_failed(struct tokens *t, struct binding *b, struct link *l,
 	schedule_retry(t, b, now);
 	if (b->state != s || strcmp(b->reason, why) != 0) {
 		binding_set_state(b, s, why);
-		log_warning("%s: kernel refused to %s token %s: %s; retrying in %llus", b->name,
-			    removal ? "clear" : "set", tok, why,
-			    (unsigned long long)(b->backoff / 1000000ULL));
+		log_warning("%s: kernel refused to %s token %s: %s; retrying in %gs", b->name,
+			    removal ? "clear" : "set", tok, why, (double)b->backoff / 1e6);
 	} else {
-		log_ratelimited(&b->rl, LOG_DEBUG, "%s: still refused (%s), next try in %llus", b->name,
-				why, (unsigned long long)(b->backoff / 1000000ULL));
+		log_ratelimited(&b->rl, LOG_DEBUG, "%s: still refused (%s), next try in %gs", b->name,
+				why, (double)b->backoff / 1e6);
 	}
 }
 

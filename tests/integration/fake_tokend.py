@@ -317,5 +317,207 @@ def main():
             os.unlink(args.socket)
 
 
+
+# --- IPsec associations (docs/protocol.md, "Associations") -----------------
+#
+# More scenario keys:
+#   "associations":    association objects as ListAssociations returns them
+#                      (those with "source": "config" cannot be deleted,
+#                      flushed or replaced)
+#   "refuse_rotation": {"NAME": "reason"} answers RotateAssociation for NAME
+#                      with io.tokend.RotationRefused
+#   "legacy":          true to act as a tokend from before associations: their
+#                      methods are answered with MethodNotFound
+# Keys are never part of these objects: tokend never sends any.
+
+ASSOC_CHANGES = {
+    "io.tokend.AddAssociation",
+    "io.tokend.DeleteAssociation",
+    "io.tokend.FlushAssociations",
+    "io.tokend.RotateAssociation",
+    "io.tokend.ReleaseAssociation",
+}
+CHANGES |= ASSOC_CHANGES
+
+ASSOC_INTS = {"number", "local_port", "remote_port", "replay_window", "lookahead",
+              "lifetime_bytes", "lifetime_packets"}
+ASSOC_STRINGS = {"name", "local", "remote", "secret_file", "mode", "algorithm",
+                 "local_selector", "remote_selector", "protocol", "dev"}
+ASSOC_REQUIRED = {"name", "number", "local", "remote", "secret_file"}
+
+
+def assoc_spi(number, gen, outbound=True):
+    """0x01000000 | number << 8 | direction << 7 | generation mod 128."""
+    return 0x01000000 | number << 8 | (0 if outbound else 1) << 7 | gen % 128
+
+
+def assoc_sa(number, gen, outbound=True):
+    return {"generation": gen, "spi": assoc_spi(number, gen, outbound), "installed": False,
+            "bytes": 0, "packets": 0}
+
+
+def assoc_error(error, message, **params):
+    """Error() with a "name" parameter (Error's own first argument is called name)."""
+    e = Error(error, message)
+    e.params.update(params)
+    return e
+
+
+def no_such_assoc(name):
+    return assoc_error("io.tokend.NoSuchAssociation", f"no association named {name}", name=name)
+
+
+def check_assoc_types(params):
+    for k, v in params.items():
+        ok = (isinstance(v, int) and not isinstance(v, bool) if k in ASSOC_INTS
+              else isinstance(v, str) if k in ASSOC_STRINGS else False)
+        if not ok:
+            raise Error("org.varlink.service.InvalidParameter",
+                        f"{'unknown' if k not in ASSOC_INTS | ASSOC_STRINGS else 'mistyped'} "
+                        f"parameter {k}", parameter=k)
+
+
+def new_assoc(p):
+    """The association object AddAssociation makes from its parameters."""
+    host = 128 if ":" in p["local"] else 32
+    lookahead = p.get("lookahead", 2)
+    return {"name": p["name"], "number": p["number"], "local": p["local"],
+            "remote": p["remote"], "mode": p.get("mode", "transport"),
+            "algorithm": p.get("algorithm", "aes-gcm-128"),
+            "local_selector": p.get("local_selector", f"{p['local']}/{host}"),
+            "remote_selector": p.get("remote_selector", f"{p['remote']}/{host}"),
+            "protocol": p.get("protocol"), "local_port": p.get("local_port"),
+            "remote_port": p.get("remote_port"), "dev": p.get("dev"), "source": "runtime",
+            "file": None, "secret_file": p["secret_file"], "state": "pending",
+            "reason": None, "lookahead": lookahead, "reqid": 0x746b0000 + p["number"],
+            "moves": 0, "outbound": assoc_sa(p["number"], 1),
+            "inbound": [assoc_sa(p["number"], g, False) for g in range(1, lookahead + 2)],
+            "policies": {"out": False, "in": False}}
+
+
+def _assoc_init(self, scenario):
+    _token_init(self, scenario)
+    self.assocs = {a["name"]: a for a in scenario.get("associations", [])}
+    self.refuse_rotation = scenario.get("refuse_rotation", {})
+    self.legacy = scenario.get("legacy", False)
+
+
+def _assoc_call(self, method, params):
+    if self.legacy and method.startswith("io.tokend.") and method.endswith(
+            ("Association", "Associations")):
+        raise Error("org.varlink.service.MethodNotFound", f"unknown method {method}",
+                    method=method)
+    return _token_call(self, method, params)
+
+
+def _find_assoc(self, name):
+    if name not in self.assocs:
+        raise no_such_assoc(name)
+    return self.assocs[name]
+
+
+def _not_config(a, verb):
+    if a.get("source") == "config":
+        raise assoc_error("io.tokend.ConfigEntry",
+                          f"association {a['name']} is declared in {a.get('file')}; {verb} it there",
+                          name=a["name"], file=a.get("file"))
+
+
+def invalid_assoc(name, field, why):
+    return assoc_error("io.tokend.InvalidAssociation",
+                       f"invalid association {name}: {field + ': ' if field else ''}{why}",
+                       name=name, reason=why)
+
+
+def list_assocs(self, p):
+    name = p.get("name")
+    if name is None:
+        return {"associations": list(self.assocs.values())}
+    return {"associations": [_find_assoc(self, name)]}
+
+
+def add_assoc(self, p):
+    """Checked in tokend's order: the definition, then the name, then the number."""
+    check_assoc_types(p)
+    name = p["name"]
+    if not p["secret_file"].startswith("/"):
+        raise invalid_assoc(name, "secret_file", "the absolute path of a secret file is required")
+    if p["local"] == p["remote"]:
+        raise invalid_assoc(name, None, "local and remote are the same address")
+    if name in self.assocs:
+        _not_config(self.assocs[name], "change")
+        raise assoc_error("io.tokend.AssociationExists", f"association {name} already exists",
+                          name=name)
+    for a in self.assocs.values():
+        if a["number"] == p["number"]:
+            raise invalid_assoc(name, "number", f"number {p['number']} is already used by "
+                                f"association {a['name']}")
+    self.assocs[name] = new_assoc(p)
+    return {"associations": [self.assocs[name]]}
+
+
+def delete_assoc(self, p):
+    a = _find_assoc(self, p["name"])
+    _not_config(a, "remove")
+    del self.assocs[p["name"]]
+    return {}
+
+
+def flush_assocs(self, p):
+    removed, kept = [], []
+    for name, a in list(self.assocs.items()):
+        if a.get("source") == "config":
+            kept.append({"name": name, "file": a.get("file")})
+        else:
+            removed.append(name)
+            del self.assocs[name]
+    return {"removed": removed, "kept": kept}
+
+
+def rotate_assoc(self, p):
+    a = _find_assoc(self, p["name"])
+    if p["name"] in self.refuse_rotation:
+        why = self.refuse_rotation[p["name"]]
+        raise assoc_error("io.tokend.RotationRefused",
+                    f"{p['name']} cannot move to its next generation now: {why}",
+                    name=p["name"], reason=why)
+    a["outbound"] = assoc_sa(a["number"], a["outbound"]["generation"] + 1)
+    a["moves"] = a.get("moves", 0) + 1
+    return {"associations": [a]}
+
+
+def release_assoc(self, p):
+    a = _find_assoc(self, p["name"])
+    if a.get("state") == "released":
+        return {"released": None}
+    a["state"] = "released"
+    a["reason"] = "handed over to another tool: tokend leaves its SAs and policies alone"
+    spis = [a["outbound"]["spi"]] + [s["spi"] for s in a.get("inbound", [])]
+    return {"released": {"name": a["name"], "number": a["number"], "spis": spis}}
+
+
+def _name_string(fn):
+    def checked(self, p):
+        if p.get("name") is not None and not isinstance(p["name"], str):
+            raise Error("org.varlink.service.InvalidParameter", "bad parameter name",
+                        parameter="name")
+        return fn(self, p)
+    return checked
+
+
+_token_init = State.__init__
+_token_call = State.call
+State.__init__ = _assoc_init
+State.call = _assoc_call
+State.PARAMS.update({
+    "io.tokend.ListAssociations": ({"name"}, set(), _name_string(list_assocs)),
+    "io.tokend.AddAssociation": (ASSOC_INTS | ASSOC_STRINGS, ASSOC_REQUIRED, add_assoc),
+    "io.tokend.DeleteAssociation": ({"name"}, {"name"}, _name_string(delete_assoc)),
+    "io.tokend.FlushAssociations": (set(), set(), flush_assocs),
+    "io.tokend.RotateAssociation": ({"name"}, {"name"}, _name_string(rotate_assoc)),
+    "io.tokend.ReleaseAssociation": ({"name"}, {"name"}, _name_string(release_assoc)),
+})
+
+
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "text.h"
 #include "log.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -97,37 +98,6 @@ struct parse_ctx {
 	size_t assocs_cap;
 };
 
-/* Text from the config file, quoted into messages: control characters and
- * non-ASCII bytes are escaped so that a message is one printable line. */
-struct qbuf {
-	char s[512];
-};
-
-static const char *esc(struct qbuf *b, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char tmp[8];
-		size_t n;
-
-		if (ch == '"' || ch == '\\')
-			n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", ch);
-		else
-			n = (size_t)snprintf(tmp, sizeof(tmp), "%c", ch);
-		if (o + n + 4 > sizeof(b->s)) {
-			memcpy(b->s + o, "...", 4);
-			return b->s;
-		}
-		memcpy(b->s + o, tmp, n);
-		o += n;
-	}
-	b->s[o] = '\0';
-	return b->s;
-}
 
 static void strv_free(char **v)
 {
@@ -380,16 +350,16 @@ static int set_string(struct parse_ctx *ctx, char **field, const char *value)
 static void set_path(struct parse_ctx *ctx, const char *key, char **field, const char *value,
 		     size_t max_len)
 {
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (value[0] != '/') {
 		line_error(ctx, "invalid %s \"%s\": expected an absolute path", key,
-			   esc(&q, value));
+			   text_quote(&q, value));
 		return;
 	}
 	if (max_len && strlen(value) > max_len) {
 		line_error(ctx, "invalid %s \"%s\": a socket path has at most %zu characters", key,
-			   esc(&q, value), max_len);
+			   text_quote(&q, value), max_len);
 		return;
 	}
 	set_string(ctx, field, value);
@@ -397,19 +367,19 @@ static void set_path(struct parse_ctx *ctx, const char *key, char **field, const
 
 static void set_duration(struct parse_ctx *ctx, const char *key, uint64_t *field, const char *value)
 {
-	struct qbuf q;
+	struct text_quoted q;
 	uint64_t usec;
 
 	if (config_parse_duration(value, &usec) < 0) {
 		line_error(ctx,
 			   "invalid duration \"%s\" for %s: expected a number with an optional "
 			   "unit ms, s, min or h (e.g. \"500ms\", \"30s\", \"2min\")",
-			   esc(&q, value), key);
+			   text_quote(&q, value), key);
 		return;
 	}
 	if (usec == 0) {
 		line_error(ctx, "invalid duration \"%s\" for %s: must be greater than zero",
-			   esc(&q, value), key);
+			   text_quote(&q, value), key);
 		return;
 	}
 	*field = usec;
@@ -419,11 +389,11 @@ static void set_number(struct parse_ctx *ctx, const char *key, unsigned *field, 
 		       unsigned min, unsigned max)
 {
 	unsigned long long v;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (parse_unsigned(value, max, &v) < 0 || v < min) {
 		line_error(ctx, "invalid %s \"%s\": expected an integer from %u to %u", key,
-			   esc(&q, value), min, max);
+			   text_quote(&q, value), min, max);
 		return;
 	}
 	*field = (unsigned)v;
@@ -432,7 +402,7 @@ static void set_number(struct parse_ctx *ctx, const char *key, unsigned *field, 
 static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *value)
 {
 	struct config *c = ctx->c;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (strcmp(name, "socket") == 0) {
 		set_path(ctx, name, &c->socket_path, value,
@@ -442,7 +412,7 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 	} else if (strcmp(name, "socket-group") == 0 || strcmp(name, "admin-group") == 0) {
 		if (!*value || strpbrk(value, " \t:")) {
 			line_error(ctx, "invalid %s \"%s\": expected a group name", name,
-				   esc(&q, value));
+				   text_quote(&q, value));
 			return;
 		}
 		set_string(ctx,
@@ -473,7 +443,7 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 		v = strtoull(value, &end, 0);
 		if (errno || *end || !isdigit((unsigned char)value[0]) || v > 0xffffffffULL - 65535) {
 			line_error(ctx, "invalid reqid-base \"%s\": expected a number from 0 to %u",
-				   esc(&q, value), 0xffffffffu - 65535);
+				   text_quote(&q, value), 0xffffffffu - 65535);
 			return;
 		}
 		c->reqid_base = (uint32_t)v;
@@ -492,12 +462,12 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 			line_error(ctx,
 				   "invalid log-level \"%s\": expected err, warning, notice, info "
 				   "or debug",
-				   esc(&q, value));
+				   text_quote(&q, value));
 			return;
 		}
 		c->log_level = level;
 	} else {
-		line_error(ctx, "unknown key \"%s\" in section [tokend]", esc(&q, name));
+		line_error(ctx, "unknown key \"%s\" in section [tokend]", text_quote(&q, name));
 	}
 }
 
@@ -507,17 +477,17 @@ static int parse_token(struct parse_ctx *ctx, const char *what, const char *valu
 		       struct in6_addr *ret)
 {
 	const char *why = NULL;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (addr_token_parse(value, ret, &why) < 0) {
-		line_error(ctx, "invalid token \"%s\" for %s: %s", esc(&q, value), what, why);
+		line_error(ctx, "invalid token \"%s\" for %s: %s", text_quote(&q, value), what, why);
 		return -EINVAL;
 	}
 	if (addr_token_is_zero(ret)) {
 		line_error(ctx,
 			   "invalid token \"%s\" for %s: \"::\" means no token; remove the line "
 			   "instead",
-			   esc(&q, value), what);
+			   text_quote(&q, value), what);
 		return -EINVAL;
 	}
 	return 0;
@@ -529,10 +499,10 @@ static void handle_token(struct parse_ctx *ctx, const char *ifname, const char *
 	struct config_token *t;
 	struct in6_addr token;
 	const char *why = NULL;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (addr_ifname_valid(ifname, &why) < 0) {
-		line_error(ctx, "invalid interface name \"%s\": %s", esc(&q, ifname), why);
+		line_error(ctx, "invalid interface name \"%s\": %s", text_quote(&q, ifname), why);
 		return;
 	}
 	if (parse_token(ctx, ifname, value, &token) < 0)
@@ -604,7 +574,7 @@ static void handle_global(struct parse_ctx *ctx, const char *name, const char *v
 {
 	struct config *c = ctx->c;
 	struct in6_addr token;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (strcmp(name, "token") == 0) {
 		char *where;
@@ -636,7 +606,7 @@ static void handle_global(struct parse_ctx *ctx, const char *name, const char *v
 		ctx->match_at = (struct loc){ctx->file, ctx->line};
 		match_append(ctx, value);
 	} else {
-		line_error(ctx, "unknown key \"%s\" in section [global]", esc(&q, name));
+		line_error(ctx, "unknown key \"%s\" in section [global]", text_quote(&q, name));
 	}
 }
 
@@ -651,17 +621,17 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 {
 	struct config *c = ctx->c;
 	struct assoc_def *d;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (strlen(name) > ASSOC_NAME_MAX) {
 		line_error(ctx, "association name \"%s\" is longer than %d characters",
-			   esc(&q, name), ASSOC_NAME_MAX);
+			   text_quote(&q, name), ASSOC_NAME_MAX);
 		ctx->section = SECTION_UNKNOWN;
 		return;
 	}
 	for (size_t i = 0; i < c->n_assocs; i++)
 		if (strcmp(c->assocs[i].name, name) == 0) {
-			line_error(ctx, "association %s already declared at %s", esc(&q, name),
+			line_error(ctx, "association %s already declared at %s", text_quote(&q, name),
 				   c->assocs[i].where);
 			ctx->section = SECTION_UNKNOWN;
 			return;
@@ -747,20 +717,20 @@ static int parse_protocol(const char *s, uint8_t *ret)
 static void sa_set_secret(struct parse_ctx *ctx, struct assoc_def *d, const char *value)
 {
 	const char *dir = getenv("CREDENTIALS_DIRECTORY");
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (strncmp(value, "credential:", 11) == 0) {
 		const char *cred = value + 11;
 		if (!*cred || strchr(cred, '/')) {
 			line_error(ctx, "invalid secret \"%s\": expected credential:NAME",
-				   esc(&q, value));
+				   text_quote(&q, value));
 			return;
 		}
 		if (!dir || !*dir) {
 			line_error(ctx,
 				   "secret \"%s\" names a systemd credential, but "
 				   "$CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit)",
-				   esc(&q, value));
+				   text_quote(&q, value));
 			return;
 		}
 		snprintf(d->secret_path, sizeof(d->secret_path), "%s/%s", dir, cred);
@@ -768,7 +738,7 @@ static void sa_set_secret(struct parse_ctx *ctx, struct assoc_def *d, const char
 	}
 	if (value[0] != '/' || strlen(value) >= sizeof(d->secret_path)) {
 		line_error(ctx, "invalid secret \"%s\": expected an absolute file path or "
-			   "credential:NAME", esc(&q, value));
+			   "credential:NAME", text_quote(&q, value));
 		return;
 	}
 	snprintf(d->secret_path, sizeof(d->secret_path), "%s", value);
@@ -778,11 +748,11 @@ static void sa_set_u64(struct parse_ctx *ctx, const char *key, uint64_t *field,
 		       const char *value, unsigned long long max)
 {
 	unsigned long long v;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (parse_unsigned(value, max, &v) < 0) {
 		line_error(ctx, "invalid %s \"%s\": expected an integer from 0 to %llu", key,
-			   esc(&q, value), max);
+			   text_quote(&q, value), max);
 		return;
 	}
 	*field = v;
@@ -792,7 +762,7 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 {
 	struct assoc_def *d = sa_cur(ctx);
 	unsigned n;
-	struct qbuf q;
+	struct text_quoted q;
 
 	if (!d)
 		return;
@@ -808,14 +778,14 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 		if (parse_addr(value, local ? &d->local : &d->remote,
 			       local ? &ctx->sa_local_family : &ctx->sa_remote_family) < 0)
 			line_error(ctx, "invalid %s address \"%s\": expected an IPv4 or IPv6 address",
-				   name, esc(&q, value));
+				   name, text_quote(&q, value));
 	} else if (strcmp(name, "local-selector") == 0 || strcmp(name, "remote-selector") == 0) {
 		bool local = name[0] == 'l';
 		if (parse_prefix(value, local ? &d->local_net : &d->remote_net,
 				 local ? &d->local_plen : &d->remote_plen,
 				 local ? &ctx->sa_lnet_family : &ctx->sa_rnet_family) < 0)
 			line_error(ctx, "invalid %s \"%s\": expected ADDRESS or ADDRESS/PREFIXLEN",
-				   name, esc(&q, value));
+				   name, text_quote(&q, value));
 		else if (local)
 			ctx->sa_has_lnet = true;
 		else
@@ -827,20 +797,20 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 			d->mode = XFRM_MODE_TUNNEL;
 		else
 			line_error(ctx, "invalid mode \"%s\": expected transport or tunnel",
-				   esc(&q, value));
+				   text_quote(&q, value));
 	} else if (strcmp(name, "algorithm") == 0) {
 		const struct keys_algorithm_info *a = keys_algorithm_by_name(value);
 		if (a)
 			d->algorithm = a->id;
 		else
 			line_error(ctx, "unknown algorithm \"%s\": expected aes-gcm-128, aes-gcm-256 "
-				   "or aes-cbc-hmac-sha256", esc(&q, value));
+				   "or aes-cbc-hmac-sha256", text_quote(&q, value));
 	} else if (strcmp(name, "secret") == 0) {
 		sa_set_secret(ctx, d, value);
 	} else if (strcmp(name, "protocol") == 0) {
 		if (parse_protocol(value, &d->proto) < 0)
 			line_error(ctx, "invalid protocol \"%s\": expected tcp, udp, sctp, icmp, "
-				   "ipv6-icmp or a number from 1 to 255", esc(&q, value));
+				   "ipv6-icmp or a number from 1 to 255", text_quote(&q, value));
 	} else if (strcmp(name, "local-port") == 0 || strcmp(name, "remote-port") == 0) {
 		n = 0;
 		set_number(ctx, name, &n, value, 1, 65535);
@@ -851,7 +821,7 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 	} else if (strcmp(name, "dev") == 0) {
 		const char *why;
 		if (addr_ifname_valid(value, &why) < 0)
-			line_error(ctx, "invalid dev \"%s\": %s", esc(&q, value), why);
+			line_error(ctx, "invalid dev \"%s\": %s", text_quote(&q, value), why);
 		else
 			snprintf(d->dev, sizeof(d->dev), "%s", value);
 	} else if (strcmp(name, "replay-window") == 0) {
@@ -870,7 +840,7 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 			d->lifetime_packets = 0xffff0000ULL;
 		}
 	} else {
-		line_error(ctx, "unknown key \"%s\" in section [sa %s]", esc(&q, name), d->name);
+		line_error(ctx, "unknown key \"%s\" in section [sa %s]", text_quote(&q, name), d->name);
 	}
 }
 
@@ -939,7 +909,7 @@ const struct assoc_def *config_find_assoc(const struct config *c, const char *na
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *ctx = user;
-	struct qbuf q;
+	struct text_quoted q;
 
 	/* The section is tracked by the reader, which saw the whole header;
 	 * libinih's copy is cut at 49 characters. */
@@ -955,7 +925,7 @@ static int config_handler(void *user, const char *section, const char *name, con
 		line_error(ctx,
 			   "unexpected indented line \"%s\": only match may continue on further "
 			   "lines; remove the leading whitespace",
-			   esc(&q, value));
+			   text_quote(&q, value));
 		return 1;
 	}
 	switch (ctx->section) {
@@ -963,7 +933,7 @@ static int config_handler(void *user, const char *section, const char *name, con
 		line_error(ctx,
 			   "key \"%s\" outside any section: expected it under [tokend], "
 			   "[global] or [tokens]",
-			   esc(&q, name));
+			   text_quote(&q, name));
 		break;
 	case SECTION_TOKEND:
 		handle_tokend(ctx, name, value);
@@ -1015,7 +985,7 @@ static enum section section_from_name(const char *s, size_t n)
 static void classify_line(struct parse_ctx *ctx, char *str)
 {
 	const char *start = str, *end;
-	struct qbuf q;
+	struct text_quoted q;
 
 	ctx->continuation = false;
 	/* libinih skips a UTF-8 byte order mark on the first line. */
@@ -1038,7 +1008,7 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 		end = find_chars_or_comment(start + 1, "]");
 		if (*end != ']') {
 			line_error(ctx, "unterminated section header \"%s\": expected \"[name]\"",
-				   esc(&q, start));
+				   text_quote(&q, start));
 			str[0] = '\0';
 			return;
 		}
@@ -1053,7 +1023,7 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 			line_error(ctx,
 				   "unknown section [%s]: expected [tokend], [global], [tokens] or "
 				   "[sa NAME]",
-				   esc(&q, name));
+				   text_quote(&q, name));
 		} else if (ctx->section == SECTION_SA) {
 			char name[256];
 			const char *n = start + 3;
@@ -1080,7 +1050,7 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 			while (e > text && isspace((unsigned char)e[-1]))
 				*--e = '\0';
 		}
-		line_error(ctx, "expected 'key = value', got \"%s\"", text ? esc(&q, text) : "");
+		line_error(ctx, "expected 'key = value', got \"%s\"", text ? text_quote(&q, text) : "");
 		free(text);
 		str[0] = '\0';
 		return;

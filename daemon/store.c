@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "text.h"
 
 #define STORE_FORMAT "tokend-state"
 /* Far above any real state (a few hundred bytes per interface); a bigger file
@@ -36,37 +37,6 @@ static void set_error(char **ret_error, const char *fmt, ...)
 	*ret_error = s;
 }
 
-/* Text from the file, quoted into messages: control characters and non-ASCII
- * bytes are escaped so that a message is one printable line. */
-struct qbuf {
-	char s[256];
-};
-
-static const char *esc(struct qbuf *b, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		char tmp[8];
-		size_t n;
-
-		if (ch == '"' || ch == '\\')
-			n = (size_t)snprintf(tmp, sizeof(tmp), "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", ch);
-		else
-			n = (size_t)snprintf(tmp, sizeof(tmp), "%c", ch);
-		if (o + n + 4 > sizeof(b->s)) {
-			memcpy(b->s + o, "...", 4);
-			return b->s;
-		}
-		memcpy(b->s + o, tmp, n);
-		o += n;
-	}
-	b->s[o] = '\0';
-	return b->s;
-}
 
 void store_state_free(struct store_state *st)
 {
@@ -181,7 +151,7 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 		json_object *e = json_object_array_get_idx(arr, i), *jif, *jtok;
 		const char *ifname = "", *text, *why = NULL;
 		struct in6_addr token;
-		struct qbuf q;
+		struct text_quoted q;
 		int r;
 
 		if (!json_object_is_type(e, json_type_object)) {
@@ -203,7 +173,7 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 			if (addr_ifname_valid(ifname, &why) < 0) {
 				set_error(ret_error,
 					  "%s: %s[%zu]: invalid interface name \"%s\": %s", path,
-					  key, i, esc(&q, ifname), why);
+					  key, i, text_quote(&q, ifname), why);
 				return -EBADMSG;
 			}
 		}
@@ -215,7 +185,7 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 		text = json_object_get_string(jtok);
 		if (addr_token_parse(text, &token, &why) < 0) {
 			set_error(ret_error, "%s: %s[%zu]: invalid token \"%s\": %s", path, key, i,
-				  esc(&q, text), why);
+				  text_quote(&q, text), why);
 			return -EBADMSG;
 		}
 		for (size_t j = 0; j < *n; j++) {

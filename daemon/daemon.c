@@ -46,6 +46,7 @@ struct daemon {
 	struct nl_sock *xmon;
 	sd_event_source *xmon_source;
 	sd_event_source *counter_timer;
+	bool xfrm_resync_wanted; /* a flush or an overrun: read everything again */
 	bool degraded;
 	char *degraded_reason;
 	bool ready;
@@ -527,8 +528,6 @@ static void describe_xfrm(const struct nlmsghdr *nlh)
 	log_debug("netlink: %s", buf);
 }
 
-static bool xfrm_resync_wanted;
-
 static int on_xfrm_message(const struct nlmsghdr *nlh, void *data)
 {
 	struct daemon *d = data;
@@ -563,7 +562,7 @@ static int on_xfrm_message(const struct nlmsghdr *nlh, void *data)
 	case XFRM_MSG_FLUSHSA:
 	case XFRM_MSG_FLUSHPOLICY:
 		/* Someone flushed (case S1): read everything again. */
-		xfrm_resync_wanted = true;
+		d->xfrm_resync_wanted = true;
 		break;
 	}
 	return MNL_CB_OK;
@@ -596,7 +595,7 @@ static int xfrm_resync(struct daemon *d)
 		return r;
 	}
 	assocs_resync_end(d->assocs);
-	xfrm_resync_wanted = false;
+	d->xfrm_resync_wanted = false;
 	return 0;
 }
 
@@ -662,7 +661,7 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 {
 	if (!d->xreq)
 		return;
-	if (xfrm_resync_wanted)
+	if (d->xfrm_resync_wanted)
 		xfrm_resync(d);
 	for (int pass = 0; pass < 3; pass++) {
 		struct assoc_action *v = NULL;
@@ -677,7 +676,7 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 		if (!assocs_dirty(d->assocs))
 			break;
 	}
-	if (xfrm_resync_wanted) {
+	if (d->xfrm_resync_wanted) {
 		xfrm_resync(d);
 		xfrm_reconcile(d, true);
 	}
@@ -693,11 +692,11 @@ static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *d
 		log_warning("XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
 		nl_set_rcvbuf(d->xmon, 16 * 1024 * 1024);
 		nl_monitor_read(d->xmon, on_xfrm_message, d);
-		xfrm_resync_wanted = true;
+		d->xfrm_resync_wanted = true;
 	} else if (r < 0) {
 		log_warning("XFRM monitor read failed: %s", strerror(-r));
 	}
-	if (xfrm_resync_wanted) {
+	if (d->xfrm_resync_wanted) {
 		xfrm_resync(d);
 		xfrm_reconcile(d, true);
 	} else if (assocs_dirty(d->assocs)) {

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* tokenctl: the command-line client of tokend. It speaks the Varlink protocol
  * of docs/protocol.md; its verbs follow `ip token`. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <math.h> /* isfinite() is a macro: no libm */
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +36,34 @@ enum action {
 };
 
 enum {
-	ARG_TOKEN = 1 << 0, /* takes a TOKEN */
-	ARG_DEV = 1 << 1,   /* takes [dev IFACE] */
+	ARG_TOKEN = 1 << 0,    /* takes a TOKEN */
+	ARG_DEV = 1 << 1,      /* takes [dev IFACE] */
+	ARG_NAME = 1 << 2,     /* takes an association's NAME */
+	ARG_NAME_OPT = 1 << 3, /* takes [NAME] */
+	ARG_SA_DEF = 1 << 4,   /* takes the keywords of an association */
+	ARG_SA = 1 << 5,       /* a verb on associations ("VERB sa") */
+	ARG_SA_ONLY = 1 << 6,  /* must be followed by "sa" */
+};
+
+/* The keywords of `add sa`, in the order of sa_keys[]. */
+enum {
+	SA_NUMBER,
+	SA_LOCAL,
+	SA_REMOTE,
+	SA_SECRET,
+	SA_MODE,
+	SA_ALGORITHM,
+	SA_LOCAL_SELECTOR,
+	SA_REMOTE_SELECTOR,
+	SA_PROTOCOL,
+	SA_LOCAL_PORT,
+	SA_REMOTE_PORT,
+	SA_DEV,
+	SA_REPLAY_WINDOW,
+	SA_LOOKAHEAD,
+	SA_LIFETIME_BYTES,
+	SA_LIFETIME_PACKETS,
+	SA_KEYS
 };
 
 struct request;
@@ -59,6 +88,9 @@ struct request {
 	const char *token_text;	       /* as typed */
 	char token[ADDR_TOKEN_STRLEN]; /* canonical */
 	const char *ifname;	       /* NULL: the global token, or every entry */
+	const char *name;	       /* an association's NAME */
+	const char *sa_value[SA_KEYS]; /* add sa: the keywords' values, as typed */
+	char secret[PATH_MAX];	       /* add sa: the secret file's absolute path */
 };
 
 static int print_add(const struct request *req, json_object *params);
@@ -67,6 +99,9 @@ static int print_show(const struct request *req, json_object *params);
 static int print_flush(const struct request *req, json_object *params);
 static int print_resume(const struct request *req, json_object *params);
 static int print_status(const struct request *req, json_object *params);
+static int print_assocs(const struct request *req, json_object *params);
+static int print_flush_sa(const struct request *req, json_object *params);
+static int print_release(const struct request *req, json_object *params);
 
 /* Aliases are rows of their own, so messages use the word that was typed. */
 static const struct verb verbs[] = {
@@ -81,8 +116,76 @@ static const struct verb verbs[] = {
 	{"flush", "io.tokend.FlushTokens", ARG_DEV, print_flush},
 	{"resume", "io.tokend.ResumeToken", ARG_DEV, print_resume},
 	{"status", "io.tokend.GetStatus", 0, print_status},
+	{"rotate", "io.tokend.RotateAssociation", ARG_NAME, print_nothing},
+	{"release", "io.tokend.ReleaseAssociation", ARG_SA_ONLY, print_release},
 	{"help", NULL, 0, NULL},
 };
+
+/* "VERB sa ...": the verbs on IPsec associations. */
+static const struct verb sa_verbs[] = {
+	{"show sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+	{"get sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+	{"list sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+	{"ls sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+	{"add sa", "io.tokend.AddAssociation", ARG_SA | ARG_NAME | ARG_SA_DEF, print_nothing},
+	{"delete sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
+	{"del sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
+	{"flush sa", "io.tokend.FlushAssociations", ARG_SA, print_flush_sa},
+	{"rotate sa", "io.tokend.RotateAssociation", ARG_SA | ARG_NAME, print_nothing},
+	{"release sa", "io.tokend.ReleaseAssociation", ARG_SA | ARG_NAME, print_release},
+};
+
+enum sa_kind {
+	KIND_UINT,     /* decimal, from min to max */
+	KIND_ADDR,     /* an IPv4 or IPv6 address */
+	KIND_PREFIX,   /* ADDRESS or ADDRESS/LENGTH */
+	KIND_CHOICE,   /* one of choices[] */
+	KIND_PROTOCOL, /* one of choices[], or 1-255 */
+	KIND_IFNAME,
+	KIND_PATH,
+};
+
+struct sa_key {
+	const char *word;  /* on the command line, as in a config file's [sa NAME] */
+	const char *param; /* of io.tokend.AddAssociation */
+	enum sa_kind kind;
+	unsigned long long min, max;
+	const char *const *choices;
+	const char *expected; /* for messages */
+};
+
+static const char *const sa_modes[] = {"transport", "tunnel", NULL};
+static const char *const sa_algorithms[] = {"aes-gcm-128", "aes-gcm-256", "aes-cbc-hmac-sha256",
+					    NULL};
+static const char *const sa_protocols[] = {"tcp",	"udp",	  "sctp", "icmp",
+					   "ipv6-icmp", "icmpv6", NULL};
+
+static const struct sa_key sa_keys[SA_KEYS] = {
+	[SA_NUMBER] = {"number", "number", KIND_UINT, 1, 65535, NULL, NULL},
+	[SA_LOCAL] = {"local", "local", KIND_ADDR, 0, 0, NULL, NULL},
+	[SA_REMOTE] = {"remote", "remote", KIND_ADDR, 0, 0, NULL, NULL},
+	[SA_SECRET] = {"secret", "secret_file", KIND_PATH, 0, 0, NULL, NULL},
+	[SA_MODE] = {"mode", "mode", KIND_CHOICE, 0, 0, sa_modes, "transport or tunnel"},
+	[SA_ALGORITHM] = {"algorithm", "algorithm", KIND_CHOICE, 0, 0, sa_algorithms,
+			  "aes-gcm-128, aes-gcm-256 or aes-cbc-hmac-sha256"},
+	[SA_LOCAL_SELECTOR] = {"local-selector", "local_selector", KIND_PREFIX, 0, 0, NULL, NULL},
+	[SA_REMOTE_SELECTOR] = {"remote-selector", "remote_selector", KIND_PREFIX, 0, 0, NULL,
+				NULL},
+	[SA_PROTOCOL] = {"protocol", "protocol", KIND_PROTOCOL, 1, 255, sa_protocols,
+			 "tcp, udp, sctp, icmp, ipv6-icmp or a number from 1 to 255"},
+	[SA_LOCAL_PORT] = {"local-port", "local_port", KIND_UINT, 1, 65535, NULL, NULL},
+	[SA_REMOTE_PORT] = {"remote-port", "remote_port", KIND_UINT, 1, 65535, NULL, NULL},
+	[SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
+	[SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
+	[SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
+	[SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL,
+			       NULL},
+	[SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1,
+				 4294967295ULL, NULL, NULL},
+};
+
+/* The keywords add sa cannot do without. */
+static const int sa_required[] = {SA_NUMBER, SA_LOCAL, SA_REMOTE, SA_SECRET};
 
 static bool streq(const char *a, const char *b)
 {
@@ -152,13 +255,52 @@ static int out_of_memory(void)
 	return -ENOMEM;
 }
 
+static void print_usage_sa(void)
+{
+	fputs("IPsec associations:\n"
+	      "  show sa [NAME]         list the associations, or NAME's (also get, list,\n"
+	      "                         ls); keys are never shown: tokend never sends any\n"
+	      "  add sa NAME number N local ADDR remote ADDR secret FILE [KEYWORD VALUE]...\n"
+	      "                         add a runtime association\n"
+	      "  delete sa NAME         delete a runtime association (also del)\n"
+	      "  flush sa               delete every runtime association\n"
+	      "  rotate [sa] NAME       start sending with NAME's next key generation\n"
+	      "  release sa NAME        stop managing NAME; its SAs and policies stay in the\n"
+	      "                         kernel, for another tool to take over\n"
+	      "\n"
+	      "add sa keywords, as in a config file's [sa NAME] section:\n"
+	      "  number N               1-65535, the same on both peers (required)\n"
+	      "  local ADDR             this host's address (required)\n"
+	      "  remote ADDR            the peer's address, of the same family (required)\n"
+	      "  secret FILE            the master secret (required). Only the path is sent,\n"
+	      "                         never the secret: tokend reads the file itself. A\n"
+	      "                         relative path is made absolute here (realpath), so\n"
+	      "                         the file must exist\n"
+	      "  mode MODE              transport (default) or tunnel\n"
+	      "  algorithm ALG          aes-gcm-128 (default), aes-gcm-256 or\n"
+	      "                         aes-cbc-hmac-sha256\n"
+	      "  local-selector PREFIX  traffic selectors, ADDRESS[/LENGTH] of the\n"
+	      "  remote-selector PREFIX   addresses' family (default: the addresses)\n"
+	      "  protocol P             tcp, udp, sctp, icmp, ipv6-icmp or 1-255\n"
+	      "  local-port N           1-65535 (with tcp, udp or sctp)\n"
+	      "  remote-port N          1-65535 (with tcp, udp or sctp)\n"
+	      "  dev IFACE              policies for this interface only\n"
+	      "  replay-window N        1-32 packets (default 32)\n"
+	      "  lookahead N            1-16 inbound generations kept ahead (default 2)\n"
+	      "  lifetime-bytes N       byte limit of an SA, 0 for none\n"
+	      "  lifetime-packets N     packet limit of an SA, 1-4294967295\n"
+	      "\n",
+	      stdout);
+}
+
 static void print_usage(void)
 {
 	fputs("Usage: tokenctl [OPTIONS] COMMAND [ARGUMENTS]\n"
 	      "\n"
 	      "Commands:\n"
 	      "  show [dev IFACE]       list the tokens tokend holds (the default;\n"
-	      "                         also get, list, ls)\n"
+	      "                         also get, list, ls); without dev, then its IPsec\n"
+	      "                         associations, if it has any\n"
 	      "  add TOKEN [dev IFACE]  set IFACE's token, or the global token (also set)\n"
 	      "  delete [dev IFACE]     delete IFACE's runtime token, or the global one\n"
 	      "                         (also del)\n"
@@ -169,12 +311,16 @@ static void print_usage(void)
 	      "\n"
 	      "TOKEN is an IPv6 interface identifier such as ::1a:2b:3c:4d, optionally\n"
 	      "followed by /64. 'dev' may also be written 'device'.\n"
-	      "\n"
-	      "Options:\n"
+	      "\n",
+	      stdout);
+	print_usage_sa();
+	fputs("Options:\n"
 	      "  --socket PATH    tokend's socket (default: $TOKEND_SOCKET, else\n"
 	      "                   " DEFAULT_SOCKET ")\n"
 	      "  -j, --json       print the reply's parameters as JSON; a daemon error\n"
-	      "                   is printed as {\"error\": ..., \"parameters\": ...}\n"
+	      "                   is printed as {\"error\": ..., \"parameters\": ...}.\n"
+	      "                   show without dev prints {\"tokens\": ...,\n"
+	      "                   \"associations\": [...]} when tokend has associations\n"
 	      "  --timeout SEC    give up after SEC seconds (default 10)\n"
 	      "  -h, --help       show this help\n"
 	      "  --version        show the version\n"
@@ -267,6 +413,25 @@ static const struct verb *find_verb(const char *name)
 	return NULL;
 }
 
+/* The row "BASE sa" of sa_verbs[]. */
+static const struct verb *find_sa_verb(const char *base)
+{
+	size_t n = strlen(base);
+
+	for (size_t i = 0; i < sizeof(sa_verbs) / sizeof(sa_verbs[0]); i++)
+		if (strncmp(sa_verbs[i].name, base, n) == 0 && streq(sa_verbs[i].name + n, " sa"))
+			return &sa_verbs[i];
+	return NULL;
+}
+
+static int find_sa_key(const char *word)
+{
+	for (int k = 0; k < SA_KEYS; k++)
+		if (streq(sa_keys[k].word, word))
+			return k;
+	return -1;
+}
+
 static int take_dev(int argc, char **argv, int *i, struct request *req)
 {
 	const char *kw = argv[*i];
@@ -281,8 +446,67 @@ static int take_dev(int argc, char **argv, int *i, struct request *req)
 	return 0;
 }
 
-/* The verb's arguments, in any order as `ip` takes them; options may be
- * mixed in, except right after "dev" (an interface may be called "-x"). */
+/* An add sa keyword and its value, taken as it is (it may start with '-'). */
+static int take_sa_key(int argc, char **argv, int *i, int k, struct request *req)
+{
+	if (req->sa_value[k])
+		return usage_error("\"%s\" given twice", sa_keys[k].word);
+	if (*i + 1 >= argc)
+		return usage_error("\"%s\" needs a value", sa_keys[k].word);
+	req->sa_value[k] = argv[++*i];
+	return 0;
+}
+
+/* "sa" right after a verb that has an association form switches to it. */
+static bool takes_object(const struct request *req, const char *a)
+{
+	return streq(a, "sa") && !(req->verb->args & ARG_SA) && !req->ifname &&
+	       !req->token_text && !req->name && find_sa_verb(req->verb->name);
+}
+
+static int sa_only_error(const struct request *req)
+{
+	return usage_error("%s works on associations only: tokenctl %s sa NAME", req->verb->name,
+			   req->verb->name);
+}
+
+/* One argument that is not an option. */
+static int take_arg(int argc, char **argv, int *i, struct request *req)
+{
+	const char *a = argv[*i];
+	unsigned args = req->verb->args;
+	int k;
+
+	if (takes_object(req, a)) {
+		req->verb = find_sa_verb(req->verb->name);
+		return 0;
+	}
+	if (args & ARG_SA_ONLY)
+		return sa_only_error(req);
+	if (streq(a, "sa") && !(args & ARG_SA) && !req->ifname && !req->token_text && !req->name)
+		return usage_error("%s takes no \"sa\"", req->verb->name);
+	if ((args & (ARG_NAME | ARG_NAME_OPT)) && !req->name) {
+		req->name = a;
+		return 0;
+	}
+	if (args & ARG_SA_DEF) {
+		k = find_sa_key(a);
+		if (k < 0)
+			return usage_error("unknown keyword \"%s\" for %s", a, req->verb->name);
+		return take_sa_key(argc, argv, i, k, req);
+	}
+	if (streq(a, "dev") || streq(a, "device"))
+		return take_dev(argc, argv, i, req);
+	if ((args & ARG_TOKEN) && !req->token_text) {
+		req->token_text = a;
+		return 0;
+	}
+	return usage_error("unexpected argument \"%s\" for %s", a, req->verb->name);
+}
+
+/* The verb's arguments, in any order as `ip` takes them (an association's
+ * NAME first); options may be mixed in, except right after a keyword (an
+ * interface may be called "-x"). */
 static int parse_verb_args(int argc, char **argv, int i, struct options *o, struct request *req)
 {
 	bool options_done = false;
@@ -295,20 +519,184 @@ static int parse_verb_args(int argc, char **argv, int i, struct options *o, stru
 			options_done = true;
 			continue;
 		}
-		if (!options_done && a[0] == '-' && a[1] != '\0') {
+		if (!options_done && a[0] == '-' && a[1] != '\0')
 			r = parse_option(argc, argv, &i, o);
-		} else if (streq(a, "dev") || streq(a, "device")) {
-			r = take_dev(argc, argv, &i, req);
-		} else if ((req->verb->args & ARG_TOKEN) && !req->token_text) {
-			req->token_text = a;
-			r = 0;
-		} else {
-			r = usage_error("unexpected argument \"%s\" for %s", a, req->verb->name);
-		}
+		else
+			r = take_arg(argc, argv, &i, req);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+/* ---- Checks of association arguments ---------------------------------- */
+
+static bool in_list(const char *const *list, const char *s)
+{
+	for (; *list; list++)
+		if (streq(*list, s))
+			return true;
+	return false;
+}
+
+/* Plain decimal digits, no sign or blanks. */
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *ret)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || *ret > max)
+		return -ERANGE;
+	return 0;
+}
+
+/* AF_INET, AF_INET6, or 0 when s is no address. */
+static int addr_family(const char *s)
+{
+	struct in6_addr a;
+
+	if (inet_pton(AF_INET, s, &a) == 1)
+		return AF_INET;
+	if (inet_pton(AF_INET6, s, &a) == 1)
+		return AF_INET6;
+	return 0;
+}
+
+/* ADDRESS or ADDRESS/LENGTH: its family, or 0. */
+static int prefix_family(const char *s)
+{
+	char buf[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long long len;
+	int family;
+
+	if (n >= sizeof(buf))
+		return 0;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	family = addr_family(buf);
+	if (family && slash && parse_uint(slash + 1, family == AF_INET ? 32 : 128, &len) < 0)
+		return 0;
+	return family;
+}
+
+static int check_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
+					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n)
+		return usage_error("invalid association name \"%s\": expected 1 to 64 letters, "
+				   "digits, '-', '_' or '.'",
+				   name);
+	return 0;
+}
+
+/* One keyword's value; *family for addresses and selectors. */
+static int check_sa_value(const struct sa_key *k, const char *v, int *family)
+{
+	unsigned long long n;
+	const char *why = NULL;
+
+	switch (k->kind) {
+	case KIND_UINT:
+		if (parse_uint(v, k->max, &n) < 0 || n < k->min)
+			return usage_error("invalid %s \"%s\": expected an integer from %llu to %llu",
+					   k->word, v, k->min, k->max);
+		return 0;
+	case KIND_ADDR:
+		*family = addr_family(v);
+		if (!*family)
+			return usage_error("invalid %s address \"%s\": expected an IPv4 or IPv6 "
+					   "address",
+					   k->word, v);
+		return 0;
+	case KIND_PREFIX:
+		*family = prefix_family(v);
+		if (!*family)
+			return usage_error("invalid %s \"%s\": expected ADDRESS or ADDRESS/LENGTH",
+					   k->word, v);
+		return 0;
+	case KIND_CHOICE:
+	case KIND_PROTOCOL:
+		if (in_list(k->choices, v) ||
+		    (k->kind == KIND_PROTOCOL && parse_uint(v, k->max, &n) == 0 && n >= k->min))
+			return 0;
+		return usage_error("invalid %s \"%s\": expected %s", k->word, v, k->expected);
+	case KIND_IFNAME:
+		if (addr_ifname_valid(v, &why) < 0)
+			return usage_error("invalid %s \"%s\": %s", k->word, v, why);
+		return 0;
+	case KIND_PATH:
+		if (!*v)
+			return usage_error("\"%s\" needs a file path", k->word);
+		return 0;
+	}
+	return 0;
+}
+
+static int check_sa_required(const struct request *req)
+{
+	char missing[128] = "";
+
+	for (size_t i = 0; i < sizeof(sa_required) / sizeof(sa_required[0]); i++)
+		if (!req->sa_value[sa_required[i]]) {
+			strcat(missing, missing[0] ? ", " : "");
+			strcat(missing, sa_keys[sa_required[i]].word);
+		}
+	if (missing[0])
+		return usage_error("%s %s lacks %s (number, local, remote and secret are "
+				   "required)",
+				   req->verb->name, req->name, missing);
+	return 0;
+}
+
+/* The daemon reads the secret itself, so a relative path is made absolute
+ * here; the secret is never read, let alone sent. */
+static int resolve_secret(struct request *req)
+{
+	const char *path = req->sa_value[SA_SECRET];
+
+	if (path[0] == '/') {
+		if (strlen(path) >= sizeof(req->secret))
+			return usage_error("secret file path \"%s\" is too long", path);
+		strcpy(req->secret, path);
+	} else if (!realpath(path, req->secret)) {
+		return usage_error("cannot find secret file \"%s\": %s", path, strerror(errno));
+	}
+	return 0;
+}
+
+/* Selectors are of the family of the addresses, which share one. */
+static int check_families(const struct request *req, const int family[SA_KEYS])
+{
+	if (family[SA_LOCAL] != family[SA_REMOTE])
+		return usage_error("local %s and remote %s are not of the same address family",
+				   req->sa_value[SA_LOCAL], req->sa_value[SA_REMOTE]);
+	for (int k = SA_LOCAL_SELECTOR; k <= SA_REMOTE_SELECTOR; k++)
+		if (req->sa_value[k] && family[k] != family[SA_LOCAL])
+			return usage_error("%s %s is not of the family of local and remote",
+					   sa_keys[k].word, req->sa_value[k]);
+	return 0;
+}
+
+static int check_sa_def(struct request *req)
+{
+	int family[SA_KEYS] = {0};
+	int r = check_sa_required(req);
+
+	for (int k = 0; r >= 0 && k < SA_KEYS; k++)
+		if (req->sa_value[k])
+			r = check_sa_value(&sa_keys[k], req->sa_value[k], &family[k]);
+	if (r >= 0)
+		r = check_families(req, family);
+	if (r >= 0)
+		r = resolve_secret(req);
+	return r;
 }
 
 /* Syntax checks, so that nothing malformed is ever sent. */
@@ -316,8 +704,11 @@ static int check_request(struct request *req)
 {
 	struct in6_addr token;
 	const char *why = NULL;
+	unsigned args = req->verb->args;
 
-	if ((req->verb->args & ARG_TOKEN) && !req->token_text)
+	if (args & ARG_SA_ONLY)
+		return sa_only_error(req);
+	if ((args & ARG_TOKEN) && !req->token_text)
 		return usage_error("%s needs a TOKEN", req->verb->name);
 	if (req->token_text) {
 		if (addr_token_parse(req->token_text, &token, &why) < 0)
@@ -326,6 +717,12 @@ static int check_request(struct request *req)
 	}
 	if (req->ifname && addr_ifname_valid(req->ifname, &why) < 0)
 		return usage_error("invalid interface name \"%s\": %s", req->ifname, why);
+	if ((args & ARG_NAME) && !req->name)
+		return usage_error("%s needs an association NAME", req->verb->name);
+	if (req->name && check_name(req->name) < 0)
+		return -EINVAL;
+	if (args & ARG_SA_DEF)
+		return check_sa_def(req);
 	return 0;
 }
 
@@ -393,55 +790,71 @@ static bool has_member(json_object *o, const char *key)
 
 /* ---- Table ------------------------------------------------------------- */
 
-#define TABLE_COLS 5
+#define TABLE_MAX_COLS 8
+#define TOKEN_COLS     5
+#define SA_COLS	       8
 
 /* Rows of malloc'd cells, printed with each column as wide as its widest
- * cell; the last column is not padded, so lines have no trailing blanks. */
+ * cell; the last column is not padded, so lines have no trailing blanks. A
+ * row may have a note: a line of its own printed under it, as it is. */
 struct table {
-	char *(*rows)[TABLE_COLS];
+	size_t cols;
+	char *(*rows)[TABLE_MAX_COLS + 1]; /* the cells, then the note or NULL */
 	size_t n;
 };
 
 static void table_free(struct table *t)
 {
 	for (size_t i = 0; i < t->n; i++)
-		for (size_t c = 0; c < TABLE_COLS; c++)
+		for (size_t c = 0; c <= TABLE_MAX_COLS; c++)
 			free(t->rows[i][c]);
 	free(t->rows);
 	*t = (struct table){0};
 }
 
-/* Takes the cells, also on failure. */
-static int table_add(struct table *t, char *cells[TABLE_COLS])
+/* Takes the t->cols cells, also on failure. */
+static int table_add(struct table *t, char **cells)
 {
-	char *(*rows)[TABLE_COLS] = reallocarray(t->rows, t->n + 1, sizeof(*rows));
+	char *(*rows)[TABLE_MAX_COLS + 1] = reallocarray(t->rows, t->n + 1, sizeof(*rows));
 	bool ok = rows != NULL;
 
-	for (size_t c = 0; c < TABLE_COLS; c++)
+	for (size_t c = 0; c < t->cols; c++)
 		ok = ok && cells[c];
 	if (rows)
 		t->rows = rows;
 	if (!ok) {
-		for (size_t c = 0; c < TABLE_COLS; c++)
+		for (size_t c = 0; c < t->cols; c++)
 			free(cells[c]);
 		return -ENOMEM;
 	}
-	memcpy(t->rows[t->n++], cells, sizeof(t->rows[0]));
+	memset(t->rows[t->n], 0, sizeof(t->rows[0]));
+	memcpy(t->rows[t->n++], cells, t->cols * sizeof(cells[0]));
+	return 0;
+}
+
+/* Takes the note, a line to print under the last row. */
+static int table_note(struct table *t, char *note)
+{
+	if (!note)
+		return -ENOMEM;
+	t->rows[t->n - 1][TABLE_MAX_COLS] = note;
 	return 0;
 }
 
 static void table_print(const struct table *t, FILE *f)
 {
-	size_t width[TABLE_COLS] = {0};
+	size_t width[TABLE_MAX_COLS] = {0};
 
 	for (size_t i = 0; i < t->n; i++)
-		for (size_t c = 0; c < TABLE_COLS; c++)
+		for (size_t c = 0; c < t->cols; c++)
 			if (strlen(t->rows[i][c]) > width[c])
 				width[c] = strlen(t->rows[i][c]);
 	for (size_t i = 0; i < t->n; i++) {
-		for (size_t c = 0; c + 1 < TABLE_COLS; c++)
+		for (size_t c = 0; c + 1 < t->cols; c++)
 			fprintf(f, "%-*s  ", (int)width[c], t->rows[i][c]);
-		fprintf(f, "%s\n", t->rows[i][TABLE_COLS - 1]);
+		fprintf(f, "%s\n", t->rows[i][t->cols - 1]);
+		if (t->rows[i][TABLE_MAX_COLS])
+			fprintf(f, "%s\n", t->rows[i][TABLE_MAX_COLS]);
 	}
 }
 
@@ -568,7 +981,7 @@ static int add_entry_row(struct table *t, json_object *entry)
 {
 	const char *ifname = get_str(entry, "interface");
 	const char *token = get_str(entry, "token"), *state = get_str(entry, "state");
-	char *cells[TABLE_COLS];
+	char *cells[TOKEN_COLS];
 
 	if (!ifname || !token || !state)
 		return malformed("an entry lacks \"interface\", \"token\" or \"state\"");
@@ -582,7 +995,7 @@ static int add_entry_row(struct table *t, json_object *entry)
 
 static int build_table(json_object *entries, struct table *t)
 {
-	char *header[TABLE_COLS] = {strdup("INTERFACE"), strdup("TOKEN"), strdup("STATE"),
+	char *header[TOKEN_COLS] = {strdup("INTERFACE"), strdup("TOKEN"), strdup("STATE"),
 				    strdup("SOURCE"), strdup("DETAIL")};
 	int r = table_add(t, header);
 
@@ -625,7 +1038,7 @@ static int print_show(const struct request *req, json_object *params)
 {
 	json_object *global = get_typed(params, "global", json_type_object);
 	json_object *entries = get_typed(params, "entries", json_type_array);
-	struct table t = {0};
+	struct table t = {.cols = TOKEN_COLS};
 	int r;
 
 	if (!entries)
@@ -673,16 +1086,33 @@ static int print_nothing(const struct request *req, json_object *params)
 	return 0;
 }
 
-/* Interface names, null standing for the global token. Checked whole before
- * anything is printed, so a bad reply leaves no half-printed list. */
-static int check_name_list(json_object *list)
-{
-	for (size_t i = 0; i < json_object_array_length(list); i++) {
-		json_object *v = json_object_array_get_idx(list, i);
+/* What the names in a flush reply are. */
+struct name_kind {
+	const char *key;  /* of a "kept" item */
+	const char *what; /* for messages */
+	bool null_ok;	  /* null stands for the global token */
+	const char *none; /* said when nothing was removed or kept */
+};
 
-		if (v && !json_object_is_type(v, json_type_string))
-			return malformed("an interface name is not a string");
-	}
+static const struct name_kind token_names = {"interface", "an interface name", true,
+					     "no runtime tokens to flush"};
+static const struct name_kind sa_names = {"name", "an association name", false,
+					  "no runtime associations to flush"};
+
+static bool name_ok(const struct name_kind *kind, json_object *v)
+{
+	return v ? json_object_is_type(v, json_type_string) : kind->null_ok;
+}
+
+/* Names (interface names, null standing for the global token, or
+ * association names). Checked whole before anything is printed, so a bad
+ * reply leaves no half-printed list. */
+static int check_name_list(json_object *list, const struct name_kind *kind)
+{
+	for (size_t i = 0; i < json_object_array_length(list); i++)
+		if (!name_ok(kind, json_object_array_get_idx(list, i)))
+			return malformed(kind->null_ok ? "an interface name is not a string"
+						       : "an association name is not a string");
 	return 0;
 }
 
@@ -700,37 +1130,39 @@ static void print_name_list(json_object *list, const char *verb)
 	}
 }
 
-/* [{"interface": NAME|null, "file": "PATH:LINE"}...] */
-static int check_kept(json_object *kept)
+/* [{"interface": NAME|null, "file": "PATH:LINE"}...], or with "name". */
+static int check_kept(json_object *kept, const struct name_kind *kind)
 {
 	for (size_t i = 0; i < json_object_array_length(kept); i++) {
-		json_object *k = json_object_array_get_idx(kept, i), *v;
+		json_object *k = json_object_array_get_idx(kept, i), *v = NULL;
 
 		if (!json_object_is_type(k, json_type_object))
 			return malformed("a \"kept\" item is not an object");
-		if (json_object_object_get_ex(k, "interface", &v) && v &&
-		    !json_object_is_type(v, json_type_string))
-			return malformed("an interface name is not a string");
+		json_object_object_get_ex(k, kind->key, &v);
+		if (!name_ok(kind, v))
+			return malformed(kind->null_ok ? "an interface name is not a string"
+						       : "an association name is not a string");
 	}
 	return 0;
 }
 
-static void print_kept(json_object *kept)
+static void print_kept(json_object *kept, const struct name_kind *kind)
 {
 	for (size_t i = 0; i < json_object_array_length(kept); i++) {
-		json_object *k = json_object_array_get_idx(kept, i), *ifname = NULL;
+		json_object *k = json_object_array_get_idx(kept, i), *name = NULL;
 		const char *file = get_str(k, "file");
 
-		json_object_object_get_ex(k, "interface", &ifname);
+		json_object_object_get_ex(k, kind->key, &name);
 		fputs("kept ", stdout);
-		put_ifname_or_global(stdout, ifname);
+		put_ifname_or_global(stdout, name);
 		fputs(" (declared in ", stdout);
 		put_safe(stdout, file ? file : "a config file");
 		fputs(")\n", stdout);
 	}
 }
 
-static int print_flush(const struct request *req, json_object *params)
+/* {"removed": [NAME...], "kept": [KEPT...]} */
+static int print_removed_kept(json_object *params, const struct name_kind *kind)
 {
 	json_object *removed = get_typed(params, "removed", json_type_array);
 	json_object *kept = get_typed(params, "kept", json_type_array);
@@ -738,17 +1170,27 @@ static int print_flush(const struct request *req, json_object *params)
 
 	if (!removed || !kept)
 		return malformed("\"removed\" or \"kept\" is missing or not an array");
-	r = check_name_list(removed);
+	r = check_name_list(removed, kind);
 	if (r < 0)
 		return r;
-	r = check_kept(kept);
+	r = check_kept(kept, kind);
 	if (r < 0)
 		return r;
 	if (json_object_array_length(removed) == 0 && json_object_array_length(kept) == 0)
-		puts("no runtime tokens to flush");
+		puts(kind->none);
 	print_name_list(removed, "removed");
-	print_kept(kept);
+	print_kept(kept, kind);
 	return 0;
+}
+
+static int print_flush(const struct request *req, json_object *params)
+{
+	return print_removed_kept(params, &token_names);
+}
+
+static int print_flush_sa(const struct request *req, json_object *params)
+{
+	return print_removed_kept(params, &sa_names);
 }
 
 static int print_resume(const struct request *req, json_object *params)
@@ -758,10 +1200,207 @@ static int print_resume(const struct request *req, json_object *params)
 
 	if (!resumed)
 		return malformed("\"resumed\" is missing or not an array");
-	r = check_name_list(resumed);
+	r = check_name_list(resumed, &token_names);
 	if (r < 0)
 		return r;
 	print_name_list(resumed, "resumed");
+	return 0;
+}
+
+/* ---- associations ------------------------------------------------------ */
+
+/* Close a memory stream opened on *out: its malloc'd string, or NULL. */
+static char *memstream_done(FILE *f, char **out)
+{
+	if (fclose(f) != 0) {
+		free(*out);
+		return NULL;
+	}
+	return *out;
+}
+
+static long long get_int(json_object *o, const char *key, long long dflt)
+{
+	json_object *v = get_typed(o, key, json_type_int);
+
+	return v ? (long long)json_object_get_int64(v) : dflt;
+}
+
+/* "1.2 KiB"; bytes below 1024 as "512 B". */
+static void put_bytes(FILE *f, long long bytes)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+	double v = (double)bytes / 1024;
+	size_t u = 0;
+
+	if (bytes < 1024) {
+		fprintf(f, "%lld B", bytes);
+		return;
+	}
+	while (v >= 1023.95 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	fprintf(f, "%.1f %s", v, units[u]);
+}
+
+/* "192.0.2.1 -> 192.0.2.2" */
+static char *format_peers(json_object *a)
+{
+	char *out = NULL;
+	size_t len;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	put_safe(f, get_str(a, "local") ? get_str(a, "local") : "?");
+	fputs(" -> ", f);
+	put_safe(f, get_str(a, "remote") ? get_str(a, "remote") : "?");
+	return memstream_done(f, &out);
+}
+
+/* "gen 3 spi 0x01000503 1.2 KiB 14 pkts", or "... not installed". */
+static char *format_outbound(json_object *sa)
+{
+	json_object *installed = get_typed(sa, "installed", json_type_boolean);
+	long long packets = get_int(sa, "packets", 0);
+	char *out = NULL;
+	size_t len;
+	FILE *f;
+
+	if (!get_typed(sa, "generation", json_type_int) || !get_typed(sa, "spi", json_type_int))
+		return strdup("-");
+	f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	fprintf(f, "gen %lld spi 0x%08llx ", get_int(sa, "generation", 0),
+		(unsigned long long)get_int(sa, "spi", 0));
+	if (installed && json_object_get_boolean(installed)) {
+		put_bytes(f, get_int(sa, "bytes", 0));
+		fprintf(f, " %lld pkt%s", packets, packets == 1 ? "" : "s");
+	} else {
+		fputs("not installed", f);
+	}
+	return memstream_done(f, &out);
+}
+
+/* The receive window: "gen 3-5", or "gen 3" for one generation. */
+static char *format_inbound(json_object *list)
+{
+	long long lo = 0, hi = 0;
+	bool any = false;
+	char *out = NULL;
+
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *g = get_typed(json_object_array_get_idx(list, i), "generation",
+					   json_type_int);
+		long long v = g ? (long long)json_object_get_int64(g) : 0;
+
+		if (!g)
+			continue;
+		lo = !any || v < lo ? v : lo;
+		hi = !any || v > hi ? v : hi;
+		any = true;
+	}
+	if (!any)
+		return strdup("-");
+	if (lo == hi)
+		any = asprintf(&out, "gen %lld", lo) >= 0;
+	else
+		any = asprintf(&out, "gen %lld-%lld", lo, hi) >= 0;
+	return any ? out : NULL;
+}
+
+/* "  reason: ..." */
+static char *format_reason(const char *reason)
+{
+	char *out = NULL;
+	size_t len;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	fputs("  reason: ", f);
+	put_safe(f, reason);
+	return memstream_done(f, &out);
+}
+
+/* One association's row, and its reason under it. Keys are never shown: the
+ * daemon sends none, and only the fields below are read. */
+static int add_assoc_row(struct table *t, json_object *a)
+{
+	const char *name = get_str(a, "name"), *state = get_str(a, "state");
+	const char *reason = get_str(a, "reason");
+	json_object *number = get_typed(a, "number", json_type_int);
+	char *cells[SA_COLS];
+	int r;
+
+	if (!name || !number || !state)
+		return malformed("an association lacks \"name\", \"number\" or \"state\"");
+	cells[0] = safe_dup(name);
+	if (asprintf(&cells[1], "%lld", (long long)json_object_get_int64(number)) < 0)
+		cells[1] = NULL;
+	cells[2] = format_peers(a);
+	cells[3] = safe_dup(get_str(a, "mode"));
+	cells[4] = safe_dup(get_str(a, "algorithm"));
+	cells[5] = safe_dup(state);
+	cells[6] = format_outbound(get_typed(a, "outbound", json_type_object));
+	cells[7] = format_inbound(get_typed(a, "inbound", json_type_array));
+	r = table_add(t, cells);
+	if (r >= 0 && reason && *reason)
+		r = table_note(t, format_reason(reason));
+	return r;
+}
+
+static int print_assoc_table(json_object *list)
+{
+	static const char *const header[SA_COLS] = {"NAME",	 "NUMBER", "PEERS", "MODE",
+						    "ALGORITHM", "STATE",  "OUT",   "IN"};
+	char *cells[SA_COLS];
+	struct table t = {.cols = SA_COLS};
+	int r;
+
+	for (size_t c = 0; c < SA_COLS; c++)
+		cells[c] = strdup(header[c]);
+	r = table_add(&t, cells);
+	for (size_t i = 0; r >= 0 && i < json_object_array_length(list); i++) {
+		json_object *a = json_object_array_get_idx(list, i);
+
+		r = json_object_is_type(a, json_type_object) ? add_assoc_row(&t, a)
+							      : malformed("an association is not an object");
+	}
+	if (r >= 0)
+		table_print(&t, stdout);
+	table_free(&t);
+	return r == -ENOMEM ? out_of_memory() : r;
+}
+
+static int print_assocs(const struct request *req, json_object *params)
+{
+	json_object *list = get_typed(params, "associations", json_type_array);
+
+	if (!list)
+		return malformed("\"associations\" is missing or not an array");
+	if (json_object_array_length(list) == 0) {
+		puts("no associations");
+		return 0;
+	}
+	return print_assoc_table(list);
+}
+
+/* {"released": {"name", "number", "spis"}}, or null when it already was. */
+static int print_release(const struct request *req, json_object *params)
+{
+	json_object *released = NULL;
+
+	if (!json_object_object_get_ex(params, "released", &released))
+		return malformed("\"released\" is missing");
+	if (released && !json_object_is_type(released, json_type_object))
+		return malformed("\"released\" is not an object");
+	fputs(released ? "released " : "", stdout);
+	put_safe(stdout, req->name);
+	fputs(released ? "" : " was already released", stdout);
+	puts(": its SAs and policies stay in the kernel");
 	return 0;
 }
 
@@ -875,6 +1514,7 @@ static int print_status(const struct request *req, json_object *params)
 		puts("no");
 	}
 	print_counts(get_typed(params, "counts", json_type_object));
+	print_int_line(params, "associations", "associations:");
 	print_int_line(params, "repairs", "repairs:");
 	print_int_line(params, "resyncs", "resyncs:");
 	print_int_line(params, "reconciles", "reconciles:");
@@ -933,6 +1573,28 @@ static void print_call_error(const struct options *o, int r)
 		fail("talking to tokend: %s", strerror(-r));
 }
 
+/* add sa: the keywords' values, numbers as numbers, the secret's path made
+ * absolute. */
+static void add_sa_params(json_object *p, const struct request *req)
+{
+	unsigned long long n;
+
+	for (int k = 0; k < SA_KEYS; k++) {
+		const char *v = req->sa_value[k];
+		json_object *j;
+
+		if (!v)
+			continue;
+		if (k == SA_SECRET)
+			j = json_object_new_string(req->secret);
+		else if (sa_keys[k].kind == KIND_UINT && parse_uint(v, INT64_MAX, &n) == 0)
+			j = json_object_new_int64((int64_t)n);
+		else
+			j = json_object_new_string(v);
+		json_object_object_add(p, sa_keys[k].param, j);
+	}
+}
+
 static json_object *build_params(const struct request *req)
 {
 	json_object *p = json_object_new_object();
@@ -943,6 +1605,10 @@ static json_object *build_params(const struct request *req)
 		json_object_object_add(p, "token", json_object_new_string(req->token));
 	if (req->ifname)
 		json_object_object_add(p, "interface", json_object_new_string(req->ifname));
+	if (req->name)
+		json_object_object_add(p, "name", json_object_new_string(req->name));
+	if (req->verb->args & ARG_SA_DEF)
+		add_sa_params(p, req);
 	return p;
 }
 
@@ -1017,29 +1683,132 @@ static int handle_reply(const struct options *o, const struct request *req, json
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }
 
-static int run(const struct options *o, const struct request *req)
+/* One call on fd (taking params); 0 and the reply, *error set when it is an
+ * error reply, or a negative errno, said on stderr. */
+static int call(const struct options *o, int fd, const char *method, json_object *params,
+		json_object **reply, const char **error)
 {
-	json_object *params = build_params(req), *reply = NULL;
-	const char *error = NULL;
-	int fd, r;
+	int r;
 
-	if (!params) {
+	*reply = NULL;
+	*error = NULL;
+	if (!params)
+		return out_of_memory();
+	r = varlink_call_sync(fd, method, params, o->timeout_ms, reply, error);
+	if (r < 0)
+		print_call_error(o, r);
+	return r;
+}
+
+static int run_one(const struct options *o, const struct request *req, int fd)
+{
+	json_object *reply = NULL;
+	const char *error = NULL;
+	int r;
+
+	if (call(o, fd, req->verb->method, build_params(req), &reply, &error) < 0)
+		return EXIT_FAIL;
+	r = handle_reply(o, req, reply, error);
+	json_object_put(reply);
+	return r;
+}
+
+/* `show` without dev: the tokens, then the associations when there are any.
+ * With --json, the ListTokens reply with an "associations" list added. */
+static int show_both(const struct options *o, const struct request *req, json_object *tokens,
+		     json_object *list)
+{
+	json_object *both;
+	int r;
+
+	if (!o->json) {
+		r = print_show(req, tokens);
+		if (r >= 0 && list && json_object_array_length(list) > 0) {
+			fputc('\n', stdout);
+			r = print_assoc_table(list);
+		}
+		return r < 0 ? EXIT_FAIL : EXIT_OK;
+	}
+	/* One stable shape for programs: the ListTokens reply with the
+	 * associations added (an empty list from a daemon without any). */
+	both = json_object_new_object();
+	if (!both) {
 		out_of_memory();
 		return EXIT_FAIL;
 	}
+	json_object_object_foreach(tokens, key, val)
+		json_object_object_add(both, key, json_object_get(val));
+	json_object_object_add(both, "associations",
+			       list ? json_object_get(list) : json_object_new_array());
+	print_json(both);
+	json_object_put(both);
+	return EXIT_OK;
+}
+
+/* The ListAssociations reply to `show` without dev. */
+static int show_assocs_reply(const struct options *o, const struct request *req,
+			     json_object *tokens, json_object *reply, const char *error)
+{
+	json_object *params = get_typed(reply, "parameters", json_type_object);
+	json_object *list = get_typed(params, "associations", json_type_array);
+	const struct request list_req = {.verb = find_sa_verb("show")};
+
+	if (error && streq(error, "org.varlink.service.MethodNotFound"))
+		return show_both(o, req, tokens, NULL); /* an older tokend */
+	if (error) {
+		if (!o->json)
+			print_show(req, tokens);
+		print_daemon_error(o, &list_req, error, params);
+		return EXIT_FAIL;
+	}
+	if (!list) {
+		malformed("\"associations\" is missing or not an array");
+		return EXIT_FAIL;
+	}
+	return show_both(o, req, tokens, list);
+}
+
+static int run_show_all(const struct options *o, const struct request *req, int fd)
+{
+	json_object *treply = NULL, *areply = NULL, *tokens, *empty = NULL;
+	const char *error = NULL;
+	int r;
+
+	if (call(o, fd, req->verb->method, build_params(req), &treply, &error) < 0)
+		return EXIT_FAIL;
+	if (error) {
+		r = handle_reply(o, req, treply, error);
+		json_object_put(treply);
+		return r;
+	}
+	tokens = get_typed(treply, "parameters", json_type_object);
+	if (!tokens)
+		tokens = empty = json_object_new_object();
+	if (!tokens) {
+		out_of_memory();
+		r = EXIT_FAIL;
+	} else if (call(o, fd, "io.tokend.ListAssociations", json_object_new_object(), &areply,
+			&error) < 0) {
+		r = EXIT_FAIL;
+	} else {
+		r = show_assocs_reply(o, req, tokens, areply, error);
+	}
+	json_object_put(empty);
+	json_object_put(treply);
+	json_object_put(areply);
+	return r;
+}
+
+static int run(const struct options *o, const struct request *req)
+{
+	bool show_all = streq(req->verb->method, "io.tokend.ListTokens") && !req->ifname;
+	int fd, r;
+
 	fd = connect_daemon(o);
-	if (fd < 0) {
-		json_object_put(params);
+	if (fd < 0)
 		return EXIT_FAIL;
-	}
-	r = varlink_call_sync(fd, req->verb->method, params, o->timeout_ms, &reply, &error);
+	r = show_all ? run_show_all(o, req, fd) : run_one(o, req, fd);
 	close(fd);
-	if (r < 0) {
-		print_call_error(o, r);
-		return EXIT_FAIL;
-	}
-	r = handle_reply(o, req, reply, error);
-	json_object_put(reply);
 	return r;
 }
 

@@ -756,7 +756,8 @@ static int apply_assoc_defs(struct daemon *d)
 
 	if (!v)
 		return -ENOMEM;
-	memcpy(v, d->config->assocs, n * sizeof(*v));
+	if (n)
+		memcpy(v, d->config->assocs, n * sizeof(*v));
 	for (size_t i = 0; i < st->n_assocs; i++) {
 		const struct assoc_def *rt = &st->assocs[i];
 		bool clash = false;

@@ -237,7 +237,9 @@ static int parse_generations(const char *path, json_object *root, struct store_s
 	if (!json_object_is_type(arr, json_type_array))
 		goto bad;
 	n = json_object_array_length(arr);
-	st->generations = calloc(n ? n : 1, sizeof(*st->generations));
+	if (n == 0)
+		return 0;
+	st->generations = calloc(n, sizeof(*st->generations));
 	if (!st->generations)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -275,7 +277,9 @@ static int parse_released(const char *path, json_object *root, struct store_stat
 	if (!json_object_is_type(arr, json_type_array))
 		goto bad;
 	n = json_object_array_length(arr);
-	st->released = calloc(n ? n : 1, sizeof(*st->released));
+	if (n == 0)
+		return 0;
+	st->released = calloc(n, sizeof(*st->released));
 	if (!st->released)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
@@ -309,7 +313,9 @@ static int parse_assocs(const char *path, json_object *root, struct store_state 
 		return -EBADMSG;
 	}
 	n = json_object_array_length(arr);
-	st->assocs = calloc(n ? n : 1, sizeof(*st->assocs));
+	if (n == 0)
+		return 0;
+	st->assocs = calloc(n, sizeof(*st->assocs));
 	if (!st->assocs)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {

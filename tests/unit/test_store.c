@@ -200,6 +200,7 @@ START_TEST(test_empty_round_trip)
 	ck_assert_int_eq(store_load(state_path, &back, &err), 0);
 	ck_assert_uint_eq(back.n_tokens, 0);
 	ck_assert_uint_eq(back.n_owned, 0);
+	store_state_free(&back);
 }
 END_TEST
 

@@ -61,6 +61,7 @@ enum {
 	SA_DEV,
 	SA_REPLAY_WINDOW,
 	SA_LOOKAHEAD,
+	SA_LIFETIME,
 	SA_LIFETIME_BYTES,
 	SA_LIFETIME_PACKETS,
 	SA_KEYS
@@ -178,6 +179,7 @@ static const struct sa_key sa_keys[SA_KEYS] = {
 	[SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
 	[SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
 	[SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
+	[SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 1, 4294967295ULL, NULL, NULL},
 	[SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL,
 			       NULL},
 	[SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1,
@@ -287,6 +289,7 @@ static void print_usage_sa(void)
 	      "  dev IFACE              policies for this interface only\n"
 	      "  replay-window N        1-32 packets (default 32)\n"
 	      "  lookahead N            1-16 inbound generations kept ahead (default 2)\n"
+	      "  lifetime SECONDS       outbound SA time limit: the sender moves on\n"
 	      "  lifetime-bytes N       byte limit of an SA, 0 for none\n"
 	      "  lifetime-packets N     packet limit of an SA, 1-4294967295\n"
 	      "\n",

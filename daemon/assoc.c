@@ -233,7 +233,7 @@ static int parse_net(const char *s, union xfrm_addr_any *a, uint8_t *plen, uint8
 static const char *const known_fields[] = {
 	"name", "number", "local", "remote", "secret_file", "mode", "algorithm",
 	"local_selector", "remote_selector", "protocol", "local_port", "remote_port", "dev",
-	"replay_window", "lookahead", "lifetime_bytes", "lifetime_packets", NULL};
+	"replay_window", "lookahead", "lifetime", "lifetime_bytes", "lifetime_packets", NULL};
 
 static int def_strings(json_object *o, struct assoc_def *d, const char **field, const char **why)
 {
@@ -319,11 +319,12 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 		{"remote_port", 65535, false},       {"replay_window", 32, false},
 		{"lookahead", ASSOC_LOOKAHEAD_MAX, false},
 		{"lifetime_bytes", UINT64_MAX / 2, false}, {"lifetime_packets", 0xffffffffULL, false},
+		{"lifetime", 0xffffffffULL, false},
 	};
-	uint64_t v[7] = {0, 0, 0, d->replay_window, d->lookahead, d->lifetime_bytes,
-			 d->lifetime_packets};
+	uint64_t v[8] = {0, 0, 0, d->replay_window, d->lookahead, d->lifetime_bytes,
+			 d->lifetime_packets, d->lifetime_sec};
 
-	for (size_t i = 0; i < 7; i++) {
+	for (size_t i = 0; i < 8; i++) {
 		int r = json_get_uint(o, nums[i].key, nums[i].max, &v[i]);
 		if (r < 0 || (r == 0 && nums[i].required)) {
 			*field = nums[i].key;
@@ -338,6 +339,7 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 	d->lookahead = (unsigned)v[4];
 	d->lifetime_bytes = v[5];
 	d->lifetime_packets = v[6];
+	d->lifetime_sec = v[7];
 	return 0;
 }
 
@@ -412,6 +414,7 @@ json_object *assoc_def_to_json(const struct assoc_def *d)
 		json_object_object_add(o, "dev", json_object_new_string(d->dev));
 	json_object_object_add(o, "replay_window", json_object_new_int((int)d->replay_window));
 	json_object_object_add(o, "lookahead", json_object_new_int((int)d->lookahead));
+	json_object_object_add(o, "lifetime", json_object_new_int64((int64_t)d->lifetime_sec));
 	json_object_object_add(o, "lifetime_bytes",
 			       json_object_new_int64((int64_t)d->lifetime_bytes));
 	json_object_object_add(o, "lifetime_packets",
@@ -748,7 +751,12 @@ static int derive(const struct assoc *a, bool outbound, uint64_t gen, uint8_t *b
 	return keys_derive(a->secret, &ctx, buf, len);
 }
 
-static void lifetimes(const struct assoc *a, struct xfrm_lifetime_cfg *lft)
+/* The kernel's limits for an SA. A time limit applies to outbound SAs
+ * only: the soft limit makes the sender move to the next generation (as a
+ * byte or packet limit does), the hard one, half a lifetime later, ends an SA
+ * that was not replaced. Inbound SAs go when the window moves past them; a
+ * time limit there would expire lookahead SAs before the peer used them. */
+static void lifetimes(const struct assoc *a, bool outbound, struct xfrm_lifetime_cfg *lft)
 {
 	uint64_t hard_p = a->def.lifetime_packets;
 
@@ -761,6 +769,10 @@ static void lifetimes(const struct assoc *a, struct xfrm_lifetime_cfg *lft)
 	if (a->def.lifetime_bytes) {
 		lft->hard_byte_limit = a->def.lifetime_bytes;
 		lft->soft_byte_limit = a->def.lifetime_bytes - a->def.lifetime_bytes / 10;
+	}
+	if (outbound && a->def.lifetime_sec) {
+		lft->soft_add_expires_seconds = a->def.lifetime_sec;
+		lft->hard_add_expires_seconds = a->def.lifetime_sec + (a->def.lifetime_sec + 1) / 2;
 	}
 }
 
@@ -794,7 +806,7 @@ static int build_sa(const struct assocs *m, const struct assoc *a, bool outbound
 		.auth_key = a->alg->auth_key_len ? act->key_buf + a->alg->enc_key_len : NULL,
 		.auth_key_len = a->alg->auth_key_len,
 	};
-	lifetimes(a, &act->sa.lft);
+	lifetimes(a, outbound, &act->sa.lft);
 	act->generation = gen;
 	act->outbound = outbound;
 	return 0;
@@ -895,11 +907,11 @@ static bool key_matches(const struct assoc *a, const struct xfrm_sa *sa, bool ou
 	return ok;
 }
 
-static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa)
+static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa, bool outbound)
 {
 	struct xfrm_lifetime_cfg want;
 
-	lifetimes(a, &want);
+	lifetimes(a, outbound, &want);
 	return sa->lft.soft_byte_limit == want.soft_byte_limit &&
 	       sa->lft.hard_byte_limit == want.hard_byte_limit &&
 	       sa->lft.soft_packet_limit == want.soft_packet_limit &&
@@ -1366,7 +1378,7 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 		return; /* waiting for the state file */
 	if (!o)
 		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen);
-	else if (!lft_matches(a, &o->sa))
+	else if (!lft_matches(a, &o->sa, true))
 		plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, true, a->out_gen);
 	/* Older outbound SAs are no longer used once the new one is in. */
 	for (size_t i = 0; o && i < a->n_sas; i++)
@@ -1383,7 +1395,7 @@ static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
 			continue; /* reported as a conflict below */
 		if (!o)
 			plan_sa(p, m, a, ASSOC_OP_ADD_SA, false, g);
-		else if (!lft_matches(a, &o->sa))
+		else if (!lft_matches(a, &o->sa, false))
 			plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, false, g);
 	}
 	for (size_t i = 0; i < a->n_sas; i++) {

@@ -41,6 +41,7 @@ struct assoc_def {
 	uint8_t proto;                      /* 0: any */
 	uint16_t local_port, remote_port;   /* 0: any */
 	char dev[IF_NAMESIZE];              /* "": any interface */
+	uint64_t lifetime_sec;              /* outbound SA time limit, 0: none */
 	uint64_t lifetime_bytes;            /* 0: none */
 	uint64_t lifetime_packets;          /* hard packet limit, never 0 */
 	uint32_t replay_window;
@@ -59,7 +60,7 @@ int assoc_def_check(const struct assoc_def *d, const char **why);
  * share this shape ("name", "number", "local", "remote", "secret_file",
  * "mode", "algorithm", "local_selector", "remote_selector", "protocol",
  * "local_port", "remote_port", "dev", "replay_window", "lookahead",
- * "lifetime_bytes", "lifetime_packets"). From JSON: -EINVAL with the field
+ * "lifetime", "lifetime_bytes", "lifetime_packets"). From JSON: -EINVAL with the field
  * and the reason (static text) on a bad or unknown member; the definition
  * is checked with assoc_def_check too. */
 int assoc_def_from_json(json_object *o, struct assoc_def *d, const char **ret_field,

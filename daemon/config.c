@@ -830,6 +830,10 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 		d->replay_window = n;
 	} else if (strcmp(name, "lookahead") == 0) {
 		set_number(ctx, name, &d->lookahead, value, 1, ASSOC_LOOKAHEAD_MAX);
+	} else if (strcmp(name, "lifetime") == 0) {
+		uint64_t usec = 0;
+		set_duration(ctx, name, &usec, value);
+		d->lifetime_sec = (usec + 999999) / 1000000;
 	} else if (strcmp(name, "lifetime-bytes") == 0) {
 		sa_set_u64(ctx, name, &d->lifetime_bytes, value, UINT64_MAX / 2);
 	} else if (strcmp(name, "lifetime-packets") == 0) {

@@ -48,6 +48,8 @@
  *   dev = eth0                    optional: policies only for this interface
  *   replay-window = 32            1-32
  *   lookahead = 2                 inbound generations kept ahead of the current one
+ *   lifetime = 1h                 outbound SA time limit: at it the sender moves to
+ *                                 the next generation (default: none)
  *   lifetime-bytes = 0            0: none
  *   lifetime-packets = 4294901760 below the 32-bit sequence space
  *

@@ -393,7 +393,7 @@ static const char tokend_idl[] =
 	"method AddAssociation(name: string, number: int, local: string, remote: string,\n"
 	"  secret_file: string, mode: ?string, algorithm: ?string, local_selector: ?string,\n"
 	"  remote_selector: ?string, protocol: ?string, local_port: ?int, remote_port: ?int,\n"
-	"  dev: ?string, replay_window: ?int, lookahead: ?int, lifetime_bytes: ?int,\n"
+	"  dev: ?string, replay_window: ?int, lookahead: ?int, lifetime: ?int, lifetime_bytes: ?int,\n"
 	"  lifetime_packets: ?int) -> (associations: []Association)\n"
 	"method DeleteAssociation(name: string) -> ()\n"
 	"method FlushAssociations() -> (removed: []string, kept: []object)\n"

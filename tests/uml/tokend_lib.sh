@@ -114,3 +114,167 @@ tk_ping_all() {
     printf '%s\n' "$out" | tail -n 3
     return 1
 }
+
+# --- helpers for the lifecycle scenario (rotation, restarts, hygiene) --------
+
+# tk_call PEER METHOD JSON [METHOD JSON]...: Varlink calls on PEER's socket,
+# one connection, back to back (so two calls land within milliseconds of
+# each other); prints each reply as one line of JSON ({"parameters": ...} or
+# {"error": ..., "parameters": ...}). METHOD without a dot means io.tokend.M.
+tk_call() {
+    local peer=$1
+    shift
+    python3 - "$TK_DIR/$peer.sock" "$@" <<'PY'
+import json, socket, sys
+path, args = sys.argv[1], sys.argv[2:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+buf = b""
+for i in range(0, len(args), 2):
+    method = args[i] if "." in args[i] else "io.tokend." + args[i]
+    params = json.loads(args[i + 1]) if i + 1 < len(args) and args[i + 1] else {}
+    s.sendall(json.dumps({"method": method, "parameters": params}).encode() + b"\0")
+    while b"\0" not in buf:
+        d = s.recv(65536)
+        if not d:
+            sys.exit("tk_call: connection closed")
+        buf += d
+    msg, buf = buf.split(b"\0", 1)
+    print(json.dumps(json.loads(msg), sort_keys=True))
+PY
+}
+
+# tk_spi_hex N: an SPI as ip xfrm prints it (0x%08x).
+tk_spi_hex() { printf '0x%08x' "$(( $1 ))"; }
+
+# tk_spis NS: the SPIs of every SA in NS, sorted, one line.
+tk_spis() { ip -n "$1" xfrm state | sed -n 's/.*proto esp spi \(0x[0-9a-f]*\) .*/\1/p' | sort | tr '\n' ' '; }
+
+# tk_has_sa NS SPI: NS has an ESP SA with that SPI.
+tk_has_sa() { ip -n "$1" xfrm state | grep -q "proto esp spi $(tk_spi_hex "$2") "; }
+
+# tk_log_mark PEER: the number of lines PEER's log has now.
+tk_log_mark() { local n; n=$(wc -l < "$TK_DIR/$1.log" 2>/dev/null); echo "${n:-0}"; }
+
+# tk_log_after PEER MARK: PEER's log lines after MARK.
+tk_log_after() { tail -n "+$(( $2 + 1 ))" "$TK_DIR/$1.log"; }
+
+# tk_state_gen PEER NAME FIELD: out_generation or in_generation of NAME in
+# PEER's state file.
+tk_state_gen() {
+    python3 - "$TK_DIR/$1.state/state.json" "$2" "$3" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+for a in st.get("associations", []):
+    if a.get("name") == sys.argv[2]:
+        print(a.get(sys.argv[3]))
+        break
+else:
+    print("none")
+PY
+}
+
+# Continuous ping at 20/s, with exact accounting of lost replies.
+#   tk_ping_start NS DST SECONDS: ping -c SECONDS*20 -i 0.05 in the background
+#     (-D timestamps, -O reports); output in $TK_PING_OUT, pid $TK_PING_PID.
+#   tk_ping_running: it is still sending.
+#   tk_ping_finish: waits for it; sets TK_PING_TX (requests sent, send
+#     errors included, as ping counts them), TK_PING_RX (distinct replies),
+#     TK_PING_LOST (TX - RX) and TK_PING_MISSING (the missing sequence
+#     numbers, space-separated).
+#   tk_ping_lost_between T0 T1: succeeds when every missing request was sent
+#     after T0 and before T1 (epoch seconds; judged by the timestamps of the
+#     replies on either side of each gap).
+TK_PING_N=0
+tk_ping_start() {
+    TK_PING_N=$((TK_PING_N + 1))
+    TK_PING_OUT=/tmp/tk-ping.$TK_PING_N.out
+    TK_PING_COUNT=$(( $3 * 20 ))
+    ip netns exec "$1" ping -n -D -O -i 0.05 -W 2 -c "$TK_PING_COUNT" "$2" > "$TK_PING_OUT" 2>&1 &
+    TK_PING_PID=$!
+}
+tk_ping_running() { kill -0 "$TK_PING_PID" 2>/dev/null; }
+tk_ping_finish() {
+    wait "$TK_PING_PID" 2>/dev/null
+    local r
+    r=$(python3 - "$TK_PING_OUT" "$TK_PING_COUNT" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+count = int(sys.argv[2])
+got = {int(m.group(1)) for m in re.finditer(r"bytes from .*icmp_seq=(\d+) ", text)}
+m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+tx, rx = (int(m.group(1)), int(m.group(2))) if m else (count, len(got))
+missing = [s for s in range(1, tx + 1) if s not in got]
+print(tx, rx, tx - rx, " ".join(map(str, missing)))
+PY
+)
+    read -r TK_PING_TX TK_PING_RX TK_PING_LOST TK_PING_MISSING <<<"$r"
+}
+tk_ping_lost_between() {
+    python3 - "$TK_PING_OUT" "$1" "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read()
+t0, t1 = float(sys.argv[2]), float(sys.argv[3])
+ts = {int(m.group(2)): float(m.group(1)) for m in
+      re.finditer(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) ", text, re.M)}
+m = re.search(r"(\d+) packets transmitted", text)
+tx = int(m.group(1)) if m else max(ts, default=0)
+bad = []
+for s in range(1, tx + 1):
+    if s in ts:
+        continue
+    before = max((k for k in ts if k < s), default=None)
+    after = min((k for k in ts if k > s), default=None)
+    # The request went out after the previous reply arrived and before the
+    # next one did.
+    if before is None or ts[before] < t0 - 0.1 or after is None or ts[after] > t1 + 0.1:
+        bad.append("%d (between replies at %s and %s)" % (
+            s, "%.3f" % ts[before] if before else "-", "%.3f" % ts[after] if after else "-"))
+if bad:
+    print("lost outside [%.3f, %.3f]: %s" % (t0, t1, ", ".join(bad[:20])))
+    sys.exit(1)
+PY
+}
+
+# tk_now: epoch seconds with fractions (the clock ping -D uses).
+tk_now() { date +%s.%N; }
+
+# tk_record_keys NS...: append every key the kernel shows for NS's SAs (hex,
+# no 0x) to $TK_KEYS (a tmpfs file inside UML: keys never reach the output).
+TK_KEYS=/tmp/tk-installed-keys
+tk_record_keys() {
+    local ns
+    for ns in "$@"; do
+        ip -n "$ns" xfrm state | sed -n 's/.*\(aead\|enc\|auth-trunc\|auth\) [^ ]* 0x\([0-9a-f]*\).*/\2/p' \
+            >> "$TK_KEYS"
+    done
+    sort -u -o "$TK_KEYS" "$TK_KEYS"
+}
+
+# --- helpers for the drift scenario (repairs, foreign and orphaned objects) --
+
+# tk_xfrm_blocks NS state|policy PATTERN: the entries of `ip -n NS xfrm
+# state|policy` (no -s: no counters but the anti-replay line) whose text
+# holds PATTERN (a fixed string, e.g. "reqid 42 "), each entry whole, in a
+# stable order (sorted), so two calls compare byte for byte even when the
+# kernel lists entries in another order.
+tk_xfrm_blocks() {
+    ip -n "$1" xfrm "$2" | awk -v pat="$3" '
+        function flush() { if (blk != "" && index(blk, pat)) print blk; blk = "" }
+        /^src / { flush() }
+        { blk = blk (blk == "" ? "" : "\001") $0 }
+        END { flush() }' | LC_ALL=C sort | tr '\001' '\n'
+}
+
+# tk_sa_lft NS SRC DST SPI: the "lifetime config" lines of one ESP SA
+# (`ip -s xfrm state get`); nothing when there is no such SA.
+tk_sa_lft() {
+    ip -n "$1" -s xfrm state get src "$2" dst "$3" proto esp spi "$4" 2>/dev/null |
+        sed -n '/lifetime config:/,/lifetime current:/p' | sed '$d'
+}
+
+# tk_sa_key NS SRC DST SPI: the key (0x...) of one ESP SA, as ip shows it.
+tk_sa_key() {
+    ip -n "$1" xfrm state get src "$2" dst "$3" proto esp spi "$4" 2>/dev/null |
+        sed -n 's/.*\(aead\|enc\) [^ ]* \(0x[0-9a-f]*\).*/\2/p'
+}

@@ -48,12 +48,15 @@ run ctl add ::1a:2b:3c:4d dev demo0
 run ctl show
 run ip -n "$NS" token get dev demo0
 
-say "delete it behind tokend's back"
+say "delete it behind tokend's back (tokend is paused for a moment, so the gap can be seen;"
+say "left running it restores the token within a millisecond)"
+kill -STOP "$PID"
 run ip -n "$NS" token del dev demo0
 run ip -n "$NS" token get dev demo0
+kill -CONT "$PID"
 sleep 0.3
 
-say "tokend put it back"
+say "tokend read the kernel's notification and put it back"
 run ip -n "$NS" token get dev demo0
 run ctl show
 

@@ -314,12 +314,17 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 		const char *key;
 		uint64_t max;
 		bool required;
+		const char *range;
 	} nums[] = {
-		{"number", ASSOC_NUMBER_MAX, true},  {"local_port", 65535, false},
-		{"remote_port", 65535, false},       {"replay_window", 32, false},
-		{"lookahead", ASSOC_LOOKAHEAD_MAX, false},
-		{"lifetime_bytes", UINT64_MAX / 2, false}, {"lifetime_packets", 0xffffffffULL, false},
-		{"lifetime", 0xffffffffULL, false},
+		{"number", ASSOC_NUMBER_MAX, true, "the association number must be 1 to 65535"},
+		{"local_port", 65535, false, "a port must be 1 to 65535"},
+		{"remote_port", 65535, false, "a port must be 1 to 65535"},
+		{"replay_window", 32, false, "replay-window must be 1 to 32"},
+		{"lookahead", ASSOC_LOOKAHEAD_MAX, false, "lookahead must be 1 to 16"},
+		{"lifetime_bytes", UINT64_MAX / 2, false, "lifetime-bytes is too large"},
+		{"lifetime_packets", 0xffffffffULL, false,
+		 "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)"},
+		{"lifetime", 0xffffffffULL, false, "lifetime (seconds) is too large"},
 	};
 	uint64_t v[8] = {0, 0, 0, d->replay_window, d->lookahead, d->lifetime_bytes,
 			 d->lifetime_packets, d->lifetime_sec};
@@ -328,7 +333,7 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 		int r = json_get_uint(o, nums[i].key, nums[i].max, &v[i]);
 		if (r < 0 || (r == 0 && nums[i].required)) {
 			*field = nums[i].key;
-			*why = r == -ERANGE ? "out of range" : "an integer is required";
+			*why = r == -ERANGE ? nums[i].range : "an integer is required";
 			return -EINVAL;
 		}
 	}

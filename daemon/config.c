@@ -95,6 +95,7 @@ struct parse_ctx {
 	struct loc sa_at;
 	uint8_t sa_local_family, sa_remote_family, sa_lnet_family, sa_rnet_family;
 	bool sa_has_number, sa_has_lnet, sa_has_rnet;
+	size_t sa_errors_before; /* errors found before the section began */
 	size_t assocs_cap;
 };
 
@@ -657,6 +658,7 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 	ctx->sa_local_family = ctx->sa_remote_family = 0;
 	ctx->sa_lnet_family = ctx->sa_rnet_family = 0;
 	ctx->sa_has_number = ctx->sa_has_lnet = ctx->sa_has_rnet = false;
+	ctx->sa_errors_before = ctx->n_errors;
 }
 
 static int parse_addr(const char *s, union xfrm_addr_any *ret, uint8_t *family)
@@ -859,12 +861,22 @@ static void sa_close(struct parse_ctx *ctx)
 	if (!d)
 		return;
 	ctx->sa_open = false;
+	/* A key that was there but wrong has been reported at its line. */
+	if (ctx->n_errors > ctx->sa_errors_before)
+		return;
 	if (!ctx->sa_has_number || !ctx->sa_local_family || !ctx->sa_remote_family ||
 	    !d->secret_path[0]) {
-		add_error(ctx, file, line, "association %s needs %s%s%s%s", d->name,
-			  ctx->sa_has_number ? "" : "number ",
-			  ctx->sa_local_family ? "" : "local ",
-			  ctx->sa_remote_family ? "" : "remote ", d->secret_path[0] ? "" : "secret");
+		char missing[64] = "";
+
+		if (!ctx->sa_has_number)
+			strcat(missing, ", number");
+		if (!ctx->sa_local_family)
+			strcat(missing, ", local");
+		if (!ctx->sa_remote_family)
+			strcat(missing, ", remote");
+		if (!d->secret_path[0])
+			strcat(missing, ", secret");
+		add_error(ctx, file, line, "association %s needs %s", d->name, missing + 2);
 		return;
 	}
 	if (ctx->sa_local_family != ctx->sa_remote_family) {

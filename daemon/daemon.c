@@ -92,6 +92,27 @@ static void log_config_errors(const struct config_errors *errs)
 	}
 }
 
+/* A secret that cannot be used is a config error like any other: found
+ * before the kernel is touched, reported at its association's FILE:LINE. */
+static int check_secrets(const struct config *c)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < c->n_assocs; i++) {
+		struct keys_secret *s = NULL;
+		char *err = NULL;
+
+		if (keys_secret_load(c->assocs[i].secret_path, &s, &err) < 0) {
+			log_error("%s: association %s: %s", c->assocs[i].where, c->assocs[i].name,
+				  err ? err : "cannot load the secret");
+			r = -EINVAL;
+		}
+		keys_secret_free(s);
+		free(err);
+	}
+	return r;
+}
+
 static int load_config(const struct daemon_options *o, struct config **ret)
 {
 	struct config_errors errs = {0};
@@ -99,6 +120,13 @@ static int load_config(const struct daemon_options *o, struct config **ret)
 	int r;
 
 	r = config_load(path, NULL, o->config_explicit, ret, &errs);
+	if (r == 0 && check_secrets(*ret) < 0) {
+		log_error("%s: an association's secret cannot be used", path);
+		config_free(*ret);
+		*ret = NULL;
+		config_errors_clear(&errs);
+		return -EINVAL;
+	}
 	if (r < 0) {
 		log_config_errors(&errs);
 		if (errs.n == 0)
@@ -116,8 +144,9 @@ int daemon_check_config(const struct daemon_options *o)
 	int r = load_config(o, &c);
 
 	if (r == 0)
-		log_info("config OK: %zu token%s%s", c->n_tokens, c->n_tokens == 1 ? "" : "s",
-			 c->has_global ? " and a global token" : "");
+		log_info("config OK: %zu token%s%s, %zu association%s", c->n_tokens,
+			 c->n_tokens == 1 ? "" : "s", c->has_global ? " and a global token" : "",
+			 c->n_assocs, c->n_assocs == 1 ? "" : "s");
 	config_free(c);
 	return r;
 }
@@ -1008,6 +1037,8 @@ int daemon_run(struct daemon *d)
 				       d->config->counter_interval_usec, 0, on_counter_timer, d);
 	if (r < 0)
 		return 1;
+	/* Timers are one-shot by default: this one re-arms itself. */
+	sd_event_source_set_enabled(d->counter_timer, SD_EVENT_ON);
 
 	/* Adopt what the kernel has: nothing right is removed and re-added. */
 	r = resync(d);

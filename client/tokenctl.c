@@ -106,34 +106,34 @@ static int print_release(const struct request *req, json_object *params);
 
 /* Aliases are rows of their own, so messages use the word that was typed. */
 static const struct verb verbs[] = {
-	{"show", "io.tokend.ListTokens", ARG_DEV, print_show},
-	{"get", "io.tokend.ListTokens", ARG_DEV, print_show},
-	{"list", "io.tokend.ListTokens", ARG_DEV, print_show},
-	{"ls", "io.tokend.ListTokens", ARG_DEV, print_show},
-	{"add", "io.tokend.SetToken", ARG_TOKEN | ARG_DEV, print_add},
-	{"set", "io.tokend.SetToken", ARG_TOKEN | ARG_DEV, print_add},
-	{"delete", "io.tokend.DeleteToken", ARG_DEV, print_nothing},
-	{"del", "io.tokend.DeleteToken", ARG_DEV, print_nothing},
-	{"flush", "io.tokend.FlushTokens", ARG_DEV, print_flush},
-	{"resume", "io.tokend.ResumeToken", ARG_DEV, print_resume},
-	{"status", "io.tokend.GetStatus", 0, print_status},
-	{"rotate", "io.tokend.RotateAssociation", ARG_NAME, print_nothing},
-	{"release", "io.tokend.ReleaseAssociation", ARG_SA_ONLY, print_release},
-	{"help", NULL, 0, NULL},
+    {"show", "io.tokend.ListTokens", ARG_DEV, print_show},
+    {"get", "io.tokend.ListTokens", ARG_DEV, print_show},
+    {"list", "io.tokend.ListTokens", ARG_DEV, print_show},
+    {"ls", "io.tokend.ListTokens", ARG_DEV, print_show},
+    {"add", "io.tokend.SetToken", ARG_TOKEN | ARG_DEV, print_add},
+    {"set", "io.tokend.SetToken", ARG_TOKEN | ARG_DEV, print_add},
+    {"delete", "io.tokend.DeleteToken", ARG_DEV, print_nothing},
+    {"del", "io.tokend.DeleteToken", ARG_DEV, print_nothing},
+    {"flush", "io.tokend.FlushTokens", ARG_DEV, print_flush},
+    {"resume", "io.tokend.ResumeToken", ARG_DEV, print_resume},
+    {"status", "io.tokend.GetStatus", 0, print_status},
+    {"rotate", "io.tokend.RotateAssociation", ARG_NAME, print_nothing},
+    {"release", "io.tokend.ReleaseAssociation", ARG_SA_ONLY, print_release},
+    {"help", NULL, 0, NULL},
 };
 
 /* "VERB sa ...": the verbs on IPsec associations. */
 static const struct verb sa_verbs[] = {
-	{"show sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
-	{"get sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
-	{"list sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
-	{"ls sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
-	{"add sa", "io.tokend.AddAssociation", ARG_SA | ARG_NAME | ARG_SA_DEF, print_nothing},
-	{"delete sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
-	{"del sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
-	{"flush sa", "io.tokend.FlushAssociations", ARG_SA, print_flush_sa},
-	{"rotate sa", "io.tokend.RotateAssociation", ARG_SA | ARG_NAME, print_nothing},
-	{"release sa", "io.tokend.ReleaseAssociation", ARG_SA | ARG_NAME, print_release},
+    {"show sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+    {"get sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+    {"list sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+    {"ls sa", "io.tokend.ListAssociations", ARG_SA | ARG_NAME_OPT, print_assocs},
+    {"add sa", "io.tokend.AddAssociation", ARG_SA | ARG_NAME | ARG_SA_DEF, print_nothing},
+    {"delete sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
+    {"del sa", "io.tokend.DeleteAssociation", ARG_SA | ARG_NAME, print_nothing},
+    {"flush sa", "io.tokend.FlushAssociations", ARG_SA, print_flush_sa},
+    {"rotate sa", "io.tokend.RotateAssociation", ARG_SA | ARG_NAME, print_nothing},
+    {"release sa", "io.tokend.ReleaseAssociation", ARG_SA | ARG_NAME, print_release},
 };
 
 enum sa_kind {
@@ -162,28 +162,26 @@ static const char *const sa_protocols[] = {"tcp",	"udp",	  "sctp", "icmp",
 					   "ipv6-icmp", "icmpv6", NULL};
 
 static const struct sa_key sa_keys[SA_KEYS] = {
-	[SA_NUMBER] = {"number", "number", KIND_UINT, 1, 65535, NULL, NULL},
-	[SA_LOCAL] = {"local", "local", KIND_ADDR, 0, 0, NULL, NULL},
-	[SA_REMOTE] = {"remote", "remote", KIND_ADDR, 0, 0, NULL, NULL},
-	[SA_SECRET] = {"secret", "secret_file", KIND_PATH, 0, 0, NULL, NULL},
-	[SA_MODE] = {"mode", "mode", KIND_CHOICE, 0, 0, sa_modes, "transport or tunnel"},
-	[SA_ALGORITHM] = {"algorithm", "algorithm", KIND_CHOICE, 0, 0, sa_algorithms,
-			  "aes-gcm-128, aes-gcm-256 or aes-cbc-hmac-sha256"},
-	[SA_LOCAL_SELECTOR] = {"local-selector", "local_selector", KIND_PREFIX, 0, 0, NULL, NULL},
-	[SA_REMOTE_SELECTOR] = {"remote-selector", "remote_selector", KIND_PREFIX, 0, 0, NULL,
-				NULL},
-	[SA_PROTOCOL] = {"protocol", "protocol", KIND_PROTOCOL, 1, 255, sa_protocols,
-			 "tcp, udp, sctp, icmp, ipv6-icmp or a number from 1 to 255"},
-	[SA_LOCAL_PORT] = {"local-port", "local_port", KIND_UINT, 1, 65535, NULL, NULL},
-	[SA_REMOTE_PORT] = {"remote-port", "remote_port", KIND_UINT, 1, 65535, NULL, NULL},
-	[SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
-	[SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
-	[SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
-	[SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 1, 4294967295ULL, NULL, NULL},
-	[SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL,
-			       NULL},
-	[SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1,
-				 4294967295ULL, NULL, NULL},
+    [SA_NUMBER] = {"number", "number", KIND_UINT, 1, 65535, NULL, NULL},
+    [SA_LOCAL] = {"local", "local", KIND_ADDR, 0, 0, NULL, NULL},
+    [SA_REMOTE] = {"remote", "remote", KIND_ADDR, 0, 0, NULL, NULL},
+    [SA_SECRET] = {"secret", "secret_file", KIND_PATH, 0, 0, NULL, NULL},
+    [SA_MODE] = {"mode", "mode", KIND_CHOICE, 0, 0, sa_modes, "transport or tunnel"},
+    [SA_ALGORITHM] = {"algorithm", "algorithm", KIND_CHOICE, 0, 0, sa_algorithms,
+		      "aes-gcm-128, aes-gcm-256 or aes-cbc-hmac-sha256"},
+    [SA_LOCAL_SELECTOR] = {"local-selector", "local_selector", KIND_PREFIX, 0, 0, NULL, NULL},
+    [SA_REMOTE_SELECTOR] = {"remote-selector", "remote_selector", KIND_PREFIX, 0, 0, NULL, NULL},
+    [SA_PROTOCOL] = {"protocol", "protocol", KIND_PROTOCOL, 1, 255, sa_protocols,
+		     "tcp, udp, sctp, icmp, ipv6-icmp or a number from 1 to 255"},
+    [SA_LOCAL_PORT] = {"local-port", "local_port", KIND_UINT, 1, 65535, NULL, NULL},
+    [SA_REMOTE_PORT] = {"remote-port", "remote_port", KIND_UINT, 1, 65535, NULL, NULL},
+    [SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
+    [SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
+    [SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
+    [SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 1, 4294967295ULL, NULL, NULL},
+    [SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL, NULL},
+    [SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1, 4294967295ULL,
+			     NULL, NULL},
 };
 
 /* The keywords add sa cannot do without. */
@@ -463,8 +461,8 @@ static int take_sa_key(int argc, char **argv, int *i, int k, struct request *req
 /* "sa" right after a verb that has an association form switches to it. */
 static bool takes_object(const struct request *req, const char *a)
 {
-	return streq(a, "sa") && !(req->verb->args & ARG_SA) && !req->ifname &&
-	       !req->token_text && !req->name && find_sa_verb(req->verb->name);
+	return streq(a, "sa") && !(req->verb->args & ARG_SA) && !req->ifname && !req->token_text &&
+	       !req->name && find_sa_verb(req->verb->name);
 }
 
 static int sa_only_error(const struct request *req)
@@ -591,8 +589,9 @@ static int check_name(const char *name)
 {
 	size_t n = strlen(name);
 
-	if (n == 0 || n > 64 || strspn(name, "abcdefghijklmnopqrstuvwxyz"
-					     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n)
+	if (n == 0 || n > 64 ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz"
+			 "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n)
 		return usage_error("invalid association name \"%s\": expected 1 to 64 letters, "
 				   "digits, '-', '_' or '.'",
 				   name);
@@ -608,8 +607,9 @@ static int check_sa_value(const struct sa_key *k, const char *v, int *family)
 	switch (k->kind) {
 	case KIND_UINT:
 		if (parse_uint(v, k->max, &n) < 0 || n < k->min)
-			return usage_error("invalid %s \"%s\": expected an integer from %llu to %llu",
-					   k->word, v, k->min, k->max);
+			return usage_error(
+			    "invalid %s \"%s\": expected an integer from %llu to %llu", k->word, v,
+			    k->min, k->max);
 		return 0;
 	case KIND_ADDR:
 		*family = addr_family(v);
@@ -1295,8 +1295,8 @@ static char *format_inbound(json_object *list)
 	char *out = NULL;
 
 	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
-		json_object *g = get_typed(json_object_array_get_idx(list, i), "generation",
-					   json_type_int);
+		json_object *g =
+		    get_typed(json_object_array_get_idx(list, i), "generation", json_type_int);
 		long long v = g ? (long long)json_object_get_int64(g) : 0;
 
 		if (!g)
@@ -1369,8 +1369,9 @@ static int print_assoc_table(json_object *list)
 	for (size_t i = 0; r >= 0 && i < json_object_array_length(list); i++) {
 		json_object *a = json_object_array_get_idx(list, i);
 
-		r = json_object_is_type(a, json_type_object) ? add_assoc_row(&t, a)
-							      : malformed("an association is not an object");
+		r = json_object_is_type(a, json_type_object)
+			? add_assoc_row(&t, a)
+			: malformed("an association is not an object");
 	}
 	if (r >= 0)
 		table_print(&t, stdout);
@@ -1454,7 +1455,7 @@ static void print_counts(json_object *counts)
 {
 	/* In the order of docs/protocol.md. */
 	static const char *const states[] = {
-		"applied", "pending", "absent", "blocked", "unsupported", "contested", "removing",
+	    "applied", "pending", "absent", "blocked", "unsupported", "contested", "removing",
 	};
 	json_object *held = get_typed(counts, "held", json_type_int);
 	const char *sep = " (";
@@ -1740,7 +1741,7 @@ static int show_both(const struct options *o, const struct request *req, json_ob
 		return EXIT_FAIL;
 	}
 	json_object_object_foreach(tokens, key, val)
-		json_object_object_add(both, key, json_object_get(val));
+	    json_object_object_add(both, key, json_object_get(val));
 	json_object_object_add(both, "associations",
 			       list ? json_object_get(list) : json_object_new_array());
 	print_json(both);

@@ -27,7 +27,7 @@ void log_set_prefix_enabled(bool enabled)
 
 int log_level_from_string(const char *s)
 {
-	static const char *const names[] = {"emerg", "alert", "crit", "err",
+	static const char *const names[] = {"emerg",   "alert",	 "crit", "err",
 					    "warning", "notice", "info", "debug"};
 	for (int i = 0; i < 8; i++)
 		if (strcmp(s, names[i]) == 0)

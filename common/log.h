@@ -17,10 +17,10 @@ void log_set_prefix_enabled(bool enabled);
 void log_printf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vprintf(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
-#define log_error(...) log_printf(LOG_ERR, __VA_ARGS__)
+#define log_error(...)	 log_printf(LOG_ERR, __VA_ARGS__)
 #define log_warning(...) log_printf(LOG_WARNING, __VA_ARGS__)
-#define log_notice(...) log_printf(LOG_NOTICE, __VA_ARGS__)
-#define log_info(...) log_printf(LOG_INFO, __VA_ARGS__)
+#define log_notice(...)	 log_printf(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...)	 log_printf(LOG_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
 		if (log_get_level() >= LOG_DEBUG)                                                  \
@@ -38,11 +38,12 @@ struct log_ratelimit {
 	unsigned suppressed;
 };
 
-#define LOG_RATELIMIT_INIT(interval, b) ((struct log_ratelimit){.interval_usec = (interval), .burst = (b)})
+#define LOG_RATELIMIT_INIT(interval, b)                                                            \
+	((struct log_ratelimit){.interval_usec = (interval), .burst = (b)})
 
 /* Returns true when the message may be logged; *suppressed is set to the
  * number of messages dropped since the last one that was let through. */
 bool log_ratelimit_ok(struct log_ratelimit *rl, unsigned long long now_usec, unsigned *suppressed);
 
 void log_ratelimited(struct log_ratelimit *rl, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));

@@ -172,7 +172,8 @@ int varlink_call_parse(const char *text, struct varlink_call *call, const char *
 		goto bad;
 	}
 	call->method = json_object_get_string(v);
-	if (json_object_object_get_ex(root, "parameters", &v) && !json_object_is_type(v, json_type_null)) {
+	if (json_object_object_get_ex(root, "parameters", &v) &&
+	    !json_object_is_type(v, json_type_null)) {
 		if (!json_object_is_type(v, json_type_object)) {
 			*why = "\"parameters\" is not an object";
 			goto bad;
@@ -238,7 +239,8 @@ static char *serialize(json_object *msg, size_t *ret_len)
 
 	if (!msg)
 		return NULL;
-	s = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_ext(msg,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if (s) {
 		n = strlen(s);
 		out = malloc(n + 1);

@@ -12,7 +12,7 @@
 
 #define VARLINK_MAX_MESSAGE (1024 * 1024)
 
-#define TOKEND_INTERFACE "io.tokend"
+#define TOKEND_INTERFACE	  "io.tokend"
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 
 /* Accumulates bytes from a stream and hands out complete messages. */
@@ -38,8 +38,8 @@ int varlink_reader_next(struct varlink_reader *r, char **ret);
 bool varlink_reader_empty(const struct varlink_reader *r);
 
 struct varlink_call {
-	json_object *root;       /* owns everything below */
-	const char *method;      /* "iface.Method" */
+	json_object *root;	 /* owns everything below */
+	const char *method;	 /* "iface.Method" */
 	json_object *parameters; /* always an object (empty when absent) */
 	bool oneway;
 	bool more;

@@ -35,8 +35,8 @@ struct assoc {
 	uint64_t out_saved; /* the highest generation on disk */
 	bool saved_valid;
 	uint64_t in_gen;    /* lowest generation of the receive window */
-	bool out_sent;      /* out_gen's SA was in the kernel: losing it means moving on */
-	bool adopted;       /* the first reconcile after start has run */
+	bool out_sent;	    /* out_gen's SA was in the kernel: losing it means moving on */
+	bool adopted;	    /* the first reconcile after start has run */
 	uint64_t last_move; /* when the sender last moved early */
 	unsigned long long moves;
 
@@ -81,13 +81,13 @@ struct assocs {
 void assoc_def_init(struct assoc_def *d)
 {
 	*d = (struct assoc_def){
-		.mode = XFRM_MODE_TRANSPORT,
-		.algorithm = KEYS_ALG_AES_GCM_128,
-		.replay_window = 32,
-		.lookahead = 2,
-		/* The ESP sequence number is 32 bits (no ESN): stop well before
-		 * it could wrap (case S4). */
-		.lifetime_packets = 0xffff0000ULL,
+	    .mode = XFRM_MODE_TRANSPORT,
+	    .algorithm = KEYS_ALG_AES_GCM_128,
+	    .replay_window = 32,
+	    .lookahead = 2,
+	    /* The ESP sequence number is 32 bits (no ESN): stop well before
+	     * it could wrap (case S4). */
+	    .lifetime_packets = 0xffff0000ULL,
 	};
 }
 
@@ -110,8 +110,8 @@ int assoc_def_check(const struct assoc_def *d, const char **why)
 		return -EINVAL;
 	}
 	for (const char *p = d->name; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.')) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.')) {
 			*why = "the name may hold letters, digits, '-', '_' and '.' only";
 			return -EINVAL;
 		}
@@ -230,10 +230,13 @@ static int parse_net(const char *s, union xfrm_addr_any *a, uint8_t *plen, uint8
 	return 0;
 }
 
-static const char *const known_fields[] = {
-	"name", "number", "local", "remote", "secret_file", "mode", "algorithm",
-	"local_selector", "remote_selector", "protocol", "local_port", "remote_port", "dev",
-	"replay_window", "lookahead", "lifetime", "lifetime_bytes", "lifetime_packets", NULL};
+static const char *const known_fields[] = {"name",	"number",	  "local",
+					   "remote",	"secret_file",	  "mode",
+					   "algorithm", "local_selector", "remote_selector",
+					   "protocol",	"local_port",	  "remote_port",
+					   "dev",	"replay_window",  "lookahead",
+					   "lifetime",	"lifetime_bytes", "lifetime_packets",
+					   NULL};
 
 static int def_strings(json_object *o, struct assoc_def *d, const char **field, const char **why)
 {
@@ -270,8 +273,8 @@ static int def_strings(json_object *o, struct assoc_def *d, const char **field, 
 	memcpy(&d->remote_net, &d->remote, sizeof(d->remote));
 	d->local_plen = d->remote_plen = d->family == AF_INET ? 32 : 128;
 	r = json_get_str(o, FIELD("local_selector"), &v);
-	if (r < 0 || (r == 1 && (parse_net(v, &d->local_net, &d->local_plen, &fam) < 0 ||
-				 fam != d->family)))
+	if (r < 0 ||
+	    (r == 1 && (parse_net(v, &d->local_net, &d->local_plen, &fam) < 0 || fam != d->family)))
 		return *why = "a prefix of the addresses' family", -EINVAL;
 	r = json_get_str(o, FIELD("remote_selector"), &v);
 	if (r < 0 || (r == 1 && (parse_net(v, &d->remote_net, &d->remote_plen, &fam) < 0 ||
@@ -316,18 +319,24 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 		bool required;
 		const char *range;
 	} nums[] = {
-		{"number", ASSOC_NUMBER_MAX, true, "the association number must be 1 to 65535"},
-		{"local_port", 65535, false, "a port must be 1 to 65535"},
-		{"remote_port", 65535, false, "a port must be 1 to 65535"},
-		{"replay_window", 32, false, "replay-window must be 1 to 32"},
-		{"lookahead", ASSOC_LOOKAHEAD_MAX, false, "lookahead must be 1 to 16"},
-		{"lifetime_bytes", UINT64_MAX / 2, false, "lifetime-bytes is too large"},
-		{"lifetime_packets", 0xffffffffULL, false,
-		 "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)"},
-		{"lifetime", 0xffffffffULL, false, "lifetime (seconds) is too large"},
+	    {"number", ASSOC_NUMBER_MAX, true, "the association number must be 1 to 65535"},
+	    {"local_port", 65535, false, "a port must be 1 to 65535"},
+	    {"remote_port", 65535, false, "a port must be 1 to 65535"},
+	    {"replay_window", 32, false, "replay-window must be 1 to 32"},
+	    {"lookahead", ASSOC_LOOKAHEAD_MAX, false, "lookahead must be 1 to 16"},
+	    {"lifetime_bytes", UINT64_MAX / 2, false, "lifetime-bytes is too large"},
+	    {"lifetime_packets", 0xffffffffULL, false,
+	     "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)"},
+	    {"lifetime", 0xffffffffULL, false, "lifetime (seconds) is too large"},
 	};
-	uint64_t v[8] = {0, 0, 0, d->replay_window, d->lookahead, d->lifetime_bytes,
-			 d->lifetime_packets, d->lifetime_sec};
+	uint64_t v[8] = {0,
+			 0,
+			 0,
+			 d->replay_window,
+			 d->lookahead,
+			 d->lifetime_bytes,
+			 d->lifetime_packets,
+			 d->lifetime_sec};
 
 	for (size_t i = 0; i < 8; i++) {
 		int r = json_get_uint(o, nums[i].key, nums[i].max, &v[i]);
@@ -389,13 +398,14 @@ json_object *assoc_def_to_json(const struct assoc_def *d)
 
 	json_object_object_add(o, "name", json_object_new_string(d->name));
 	json_object_object_add(o, "number", json_object_new_int((int)d->number));
-	json_object_object_add(o, "local",
-			       json_object_new_string(inet_ntop(d->family, &d->local, a, sizeof(a))));
-	json_object_object_add(o, "remote",
-			       json_object_new_string(inet_ntop(d->family, &d->remote, a, sizeof(a))));
+	json_object_object_add(
+	    o, "local", json_object_new_string(inet_ntop(d->family, &d->local, a, sizeof(a))));
+	json_object_object_add(
+	    o, "remote", json_object_new_string(inet_ntop(d->family, &d->remote, a, sizeof(a))));
 	json_object_object_add(o, "secret_file", json_object_new_string(d->secret_path));
-	json_object_object_add(o, "mode", json_object_new_string(
-		d->mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
+	json_object_object_add(
+	    o, "mode",
+	    json_object_new_string(d->mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
 	json_object_object_add(o, "algorithm", json_object_new_string(alg ? alg->name : "?"));
 	inet_ntop(d->family, &d->local_net, a, sizeof(a));
 	snprintf(net, sizeof(net), "%s/%u", a, d->local_plen);
@@ -405,9 +415,12 @@ json_object *assoc_def_to_json(const struct assoc_def *d)
 	json_object_object_add(o, "remote_selector", json_object_new_string(net));
 	if (d->proto) {
 		char num[8];
-		const char *p = d->proto == IPPROTO_TCP ? "tcp" : d->proto == IPPROTO_UDP ? "udp" :
-				d->proto == IPPROTO_SCTP ? "sctp" : d->proto == IPPROTO_ICMP ? "icmp" :
-				d->proto == IPPROTO_ICMPV6 ? "ipv6-icmp" : NULL;
+		const char *p = d->proto == IPPROTO_TCP	     ? "tcp"
+				: d->proto == IPPROTO_UDP    ? "udp"
+				: d->proto == IPPROTO_SCTP   ? "sctp"
+				: d->proto == IPPROTO_ICMP   ? "icmp"
+				: d->proto == IPPROTO_ICMPV6 ? "ipv6-icmp"
+							     : NULL;
 		snprintf(num, sizeof(num), "%u", d->proto);
 		json_object_object_add(o, "protocol", json_object_new_string(p ? p : num));
 	}
@@ -616,7 +629,8 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 			v[i] = calloc(1, sizeof(**v));
 			if (!v[i]) {
 				for (size_t j = 0; j < i; j++)
-					if (!find_name(m, v[j]->def.name) || v[j] != find_name(m, v[j]->def.name))
+					if (!find_name(m, v[j]->def.name) ||
+					    v[j] != find_name(m, v[j]->def.name))
 						assoc_free(v[j]);
 				free(v);
 				return -ENOMEM;
@@ -745,13 +759,13 @@ static int derive(const struct assoc *a, bool outbound, uint64_t gen, uint8_t *b
 		return -ENOKEY;
 	dir_addrs(a, outbound, &src, &dst);
 	ctx = (struct keys_context){
-		.name = a->def.name,
-		.number = a->def.number,
-		.family = a->def.family,
-		.src = src,
-		.dst = dst,
-		.generation = gen,
-		.algorithm = a->def.algorithm,
+	    .name = a->def.name,
+	    .number = a->def.number,
+	    .family = a->def.family,
+	    .src = src,
+	    .dst = dst,
+	    .generation = gen,
+	    .algorithm = a->def.algorithm,
 	};
 	return keys_derive(a->secret, &ctx, buf, len);
 }
@@ -766,10 +780,10 @@ static void lifetimes(const struct assoc *a, bool outbound, struct xfrm_lifetime
 	uint64_t hard_p = a->def.lifetime_packets;
 
 	*lft = (struct xfrm_lifetime_cfg){
-		.soft_byte_limit = XFRM_INF,
-		.hard_byte_limit = XFRM_INF,
-		.soft_packet_limit = hard_p - hard_p / 10,
-		.hard_packet_limit = hard_p,
+	    .soft_byte_limit = XFRM_INF,
+	    .hard_byte_limit = XFRM_INF,
+	    .soft_packet_limit = hard_p - hard_p / 10,
+	    .hard_packet_limit = hard_p,
 	};
 	if (a->def.lifetime_bytes) {
 		lft->hard_byte_limit = a->def.lifetime_bytes;
@@ -794,22 +808,22 @@ static int build_sa(const struct assocs *m, const struct assoc *a, bool outbound
 		return r;
 	dir_addrs(a, outbound, &src, &dst);
 	act->sa = (struct xfrm_sa){
-		.family = a->def.family,
-		.src = *src,
-		.dst = *dst,
-		.spi = assoc_dir_spi(a, outbound, gen),
-		.proto = IPPROTO_ESP,
-		.mode = a->def.mode,
-		.reqid = m->set.reqid_base + a->def.number,
-		.replay_window = a->def.replay_window,
-		.enc_name = a->alg->kernel_enc,
-		.aead = a->alg->aead,
-		.icv_bits = a->alg->icv_bits,
-		.auth_name = a->alg->kernel_auth,
-		.enc_key = act->key_buf,
-		.enc_key_len = a->alg->enc_key_len,
-		.auth_key = a->alg->auth_key_len ? act->key_buf + a->alg->enc_key_len : NULL,
-		.auth_key_len = a->alg->auth_key_len,
+	    .family = a->def.family,
+	    .src = *src,
+	    .dst = *dst,
+	    .spi = assoc_dir_spi(a, outbound, gen),
+	    .proto = IPPROTO_ESP,
+	    .mode = a->def.mode,
+	    .reqid = m->set.reqid_base + a->def.number,
+	    .replay_window = a->def.replay_window,
+	    .enc_name = a->alg->kernel_enc,
+	    .aead = a->alg->aead,
+	    .icv_bits = a->alg->icv_bits,
+	    .auth_name = a->alg->kernel_auth,
+	    .enc_key = act->key_buf,
+	    .enc_key_len = a->alg->enc_key_len,
+	    .auth_key = a->alg->auth_key_len ? act->key_buf + a->alg->enc_key_len : NULL,
+	    .auth_key_len = a->alg->auth_key_len,
 	};
 	lifetimes(a, outbound, &act->sa.lft);
 	act->generation = gen;
@@ -833,11 +847,11 @@ static void build_policy(const struct assocs *m, const struct assoc *a, int d,
 	uint16_t dport = out ? a->def.remote_port : a->def.local_port;
 
 	*p = (struct xfrm_policy){
-		.family = a->def.family,
-		.dir = dir_kernel[d],
-		.priority = m->set.policy_priority,
-		.action = XFRM_POLICY_ALLOW,
-		.has_tmpl = true,
+	    .family = a->def.family,
+	    .dir = dir_kernel[d],
+	    .priority = m->set.policy_priority,
+	    .action = XFRM_POLICY_ALLOW,
+	    .has_tmpl = true,
 	};
 	fill_addr(a->def.family, &p->sel.saddr, snet);
 	fill_addr(a->def.family, &p->sel.daddr, dnet);
@@ -928,7 +942,6 @@ static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa, bool ou
 static void update_state(struct assoc *a);
 
 /* --- the observed set -------------------------------------------------- */
-
 
 static struct obs_sa *obs_find(struct assoc *a, uint32_t spi)
 {
@@ -1075,7 +1088,8 @@ void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, ui
 	} else if (outbound && sa->spi == assoc_dir_spi(a, true, a->out_gen)) {
 		const char *why = NULL;
 		log_info("%s: outbound SA 0x%08x reached its soft limit; moving to the next "
-			 "generation", a->def.name, sa->spi);
+			 "generation",
+			 a->def.name, sa->spi);
 		if (assocs_rotate(m, a->def.name, now, &why) < 0)
 			log_warning("%s: cannot move ahead yet: %s", a->def.name, why);
 	}
@@ -1111,8 +1125,7 @@ void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p)
 	struct assoc *a;
 	int d = policy_dir_index(p->dir);
 
-	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number) ||
-	    released(m, number))
+	if (!p->has_tmpl || d < 0 || !reqid_ours(m, p->tmpl.reqid, &number) || released(m, number))
 		return;
 	a = find_number(m, number);
 	if (!a) {
@@ -1228,7 +1241,8 @@ int assocs_release(struct assocs *m, const char *name, json_object **ret)
 	json_object_object_add(o, "name", json_object_new_string(a->def.name));
 	json_object_object_add(o, "number", json_object_new_int((int)a->def.number));
 	json_object_object_add(o, "spis", spis);
-	set_state(a, "released", "handed over to another tool: tokend leaves its SAs and "
+	set_state(a, "released",
+		  "handed over to another tool: tokend leaves its SAs and "
 		  "policies alone");
 	log_info("%s: released; its %zu SA%s and policies stay in the kernel", a->def.name,
 		 a->n_sas, a->n_sas == 1 ? "" : "s");
@@ -1326,7 +1340,8 @@ static void adopt(struct assocs *m, struct assoc *a)
 	if (a->saved_valid) {
 		a->out_gen = a->out_saved + 1;
 		log_info("%s: no outbound SA in the kernel; generation %llu was used before, so "
-			 "sending starts on %llu", a->def.name, (unsigned long long)a->out_saved,
+			 "sending starts on %llu",
+			 a->def.name, (unsigned long long)a->out_saved,
 			 (unsigned long long)a->out_gen);
 	} else {
 		a->out_gen = 0;
@@ -1349,9 +1364,10 @@ static void plan_policies(struct plan *p, const struct assocs *m, struct assoc *
 		if (a->pol_seen[d] && memcmp(&want.sel, &a->pol[d].sel, sizeof(want.sel)) != 0)
 			plan_policy(p, a->def.name, ASSOC_OP_DEL_POLICY, &a->pol[d]);
 		plan_policy(p, a->def.name,
-			    a->pol_seen[d] && memcmp(&want.sel, &a->pol[d].sel, sizeof(want.sel)) == 0
-				    ? ASSOC_OP_UPDATE_POLICY
-				    : ASSOC_OP_ADD_POLICY,
+			    a->pol_seen[d] &&
+				    memcmp(&want.sel, &a->pol[d].sel, sizeof(want.sel)) == 0
+				? ASSOC_OP_UPDATE_POLICY
+				: ASSOC_OP_ADD_POLICY,
 			    &want);
 	}
 }
@@ -1365,7 +1381,8 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 	if (o && !o->key_ok) {
 		snprintf(a->conflict, sizeof(a->conflict),
 			 "the outbound SA 0x%08x in the kernel does not carry the derived key; "
-			 "tokend never changes a key under an SPI and leaves it alone", spi);
+			 "tokend never changes a key under an SPI and leaves it alone",
+			 spi);
 		return;
 	}
 	if (!o && a->out_sent) {
@@ -1469,7 +1486,8 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
 		if (released(m, a->def.number)) {
-			set_state(a, "released", "handed over to another tool: tokend leaves its SAs "
+			set_state(a, "released",
+				  "handed over to another tool: tokend leaves its SAs "
 				  "and policies alone");
 			continue;
 		}
@@ -1489,8 +1507,8 @@ void assoc_actions_free(struct assoc_action *v, size_t n)
 	free(v);
 }
 
-static void describe_sa_error(const struct assoc_action *act, const struct nl_ack *ack,
-			      char *buf, size_t len)
+static void describe_sa_error(const struct assoc_action *act, const struct nl_ack *ack, char *buf,
+			      size_t len)
 {
 	const char *msg = ack->msg[0] ? ack->msg : strerror(-ack->error);
 
@@ -1498,15 +1516,17 @@ static void describe_sa_error(const struct assoc_action *act, const struct nl_ac
 	 * with ENOENT/ENOSYS/EPROTONOSUPPORT. */
 	if (ack->error == -ENOENT || ack->error == -ENOSYS || ack->error == -EPROTONOSUPPORT ||
 	    ack->error == -EOPNOTSUPP)
-		snprintf(buf, len,
-			 "the kernel cannot install ESP SAs (%s): it lacks ESP support or the "
-			 "algorithm %s (modules esp4/esp6 and the crypto templates); the policies are "
-			 "installed, so the protected traffic is blocked, not sent in the clear",
-			 msg, act->sa.enc_name ? act->sa.enc_name : "?");
+		snprintf(
+		    buf, len,
+		    "the kernel cannot install ESP SAs (%s): it lacks ESP support or the "
+		    "algorithm %s (modules esp4/esp6 and the crypto templates); the policies are "
+		    "installed, so the protected traffic is blocked, not sent in the clear",
+		    msg, act->sa.enc_name ? act->sa.enc_name : "?");
 	else if (ack->error == -EEXIST)
-		snprintf(buf, len,
-			 "SPI 0x%08x is already taken by an SA tokend did not make; it is left alone",
-			 act->sa.spi);
+		snprintf(
+		    buf, len,
+		    "SPI 0x%08x is already taken by an SA tokend did not make; it is left alone",
+		    act->sa.spi);
 	else
 		snprintf(buf, len, "the kernel refused SA 0x%08x: %s", act->sa.spi, msg);
 }
@@ -1546,8 +1566,9 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		case ASSOC_OP_ADD_POLICY:
 		case ASSOC_OP_UPDATE_POLICY:
 			log_error("%s: the kernel refused the %s policy: %s", a->def.name,
-				  act->policy.dir == XFRM_POLICY_OUT ? "out" :
-				  act->policy.dir == XFRM_POLICY_IN ? "in" : "fwd",
+				  act->policy.dir == XFRM_POLICY_OUT  ? "out"
+				  : act->policy.dir == XFRM_POLICY_IN ? "in"
+								      : "fwd",
 				  ack->msg[0] ? ack->msg : strerror(-ack->error));
 			break;
 		default:
@@ -1575,8 +1596,9 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	case ASSOC_OP_ADD_POLICY:
 	case ASSOC_OP_UPDATE_POLICY:
 		log_info("%s: %s policy installed", a->def.name,
-			 act->policy.dir == XFRM_POLICY_OUT ? "out" :
-			 act->policy.dir == XFRM_POLICY_IN ? "in" : "fwd");
+			 act->policy.dir == XFRM_POLICY_OUT  ? "out"
+			 : act->policy.dir == XFRM_POLICY_IN ? "in"
+							     : "fwd");
 		break;
 	case ASSOC_OP_DEL_POLICY:
 		break;
@@ -1590,8 +1612,8 @@ bool assocs_dirty(const struct assocs *m)
 
 void assoc_action_describe(const struct assoc_action *a, char *buf, size_t len)
 {
-	static const char *const ops[] = {"add SA", "update SA", "delete SA", "add policy",
-					  "update policy", "delete policy"};
+	static const char *const ops[] = {"add SA",	"update SA",	 "delete SA",
+					  "add policy", "update policy", "delete policy"};
 	char what[256];
 
 	if (a->op <= ASSOC_OP_DEL_SA)
@@ -1632,9 +1654,9 @@ static json_object *json_sa(const struct assoc *a, const struct obs_sa *o, uint3
 			       json_object_new_int64(o ? (int64_t)o->sa.cur.packets : 0));
 	if (o)
 		json_object_object_add(j, "replay_window",
-				       json_object_new_int64(o->sa.has_replay_esn ?
-							     o->sa.replay_esn_window :
-							     o->sa.replay_window));
+				       json_object_new_int64(o->sa.has_replay_esn
+								 ? o->sa.replay_esn_window
+								 : o->sa.replay_window));
 	(void)a;
 	return j;
 }
@@ -1642,7 +1664,8 @@ static json_object *json_sa(const struct assoc *a, const struct obs_sa *o, uint3
 static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 {
 	json_object *j = json_object_new_object(), *in = json_object_new_array(), *pol;
-	static const char *const proto_names[256] = {[IPPROTO_TCP] = "tcp", [IPPROTO_UDP] = "udp",
+	static const char *const proto_names[256] = {[IPPROTO_TCP] = "tcp",
+						     [IPPROTO_UDP] = "udp",
 						     [IPPROTO_ICMP] = "icmp",
 						     [IPPROTO_ICMPV6] = "ipv6-icmp",
 						     [IPPROTO_SCTP] = "sctp"};
@@ -1652,36 +1675,38 @@ static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 	json_object_object_add(j, "number", json_object_new_int((int)a->def.number));
 	json_object_object_add(j, "local", json_addr(a->def.family, &a->def.local));
 	json_object_object_add(j, "remote", json_addr(a->def.family, &a->def.remote));
-	json_object_object_add(j, "mode", json_object_new_string(
-		a->def.mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
+	json_object_object_add(
+	    j, "mode",
+	    json_object_new_string(a->def.mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
 	json_object_object_add(j, "algorithm", json_object_new_string(a->alg ? a->alg->name : "?"));
 	json_object_object_add(j, "local_selector",
 			       json_net(a->def.family, &a->def.local_net, a->def.local_plen));
 	json_object_object_add(j, "remote_selector",
 			       json_net(a->def.family, &a->def.remote_net, a->def.remote_plen));
 	json_object_object_add(j, "protocol",
-			       a->def.proto ? json_object_new_string(proto_names[a->def.proto] ?
-									     proto_names[a->def.proto] :
-									     "other")
+			       a->def.proto ? json_object_new_string(proto_names[a->def.proto]
+									 ? proto_names[a->def.proto]
+									 : "other")
 					    : NULL);
 	json_object_object_add(j, "local_port",
 			       a->def.local_port ? json_object_new_int(a->def.local_port) : NULL);
 	json_object_object_add(j, "remote_port",
 			       a->def.remote_port ? json_object_new_int(a->def.remote_port) : NULL);
 	json_object_object_add(j, "dev", a->def.dev[0] ? json_object_new_string(a->def.dev) : NULL);
-	json_object_object_add(j, "source", json_object_new_string(a->def.where[0] ? "config" :
-									"runtime"));
-	json_object_object_add(j, "file", a->def.where[0] ? json_object_new_string(a->def.where) :
-							     NULL);
+	json_object_object_add(j, "source",
+			       json_object_new_string(a->def.where[0] ? "config" : "runtime"));
+	json_object_object_add(j, "file",
+			       a->def.where[0] ? json_object_new_string(a->def.where) : NULL);
 	json_object_object_add(j, "secret_file", json_object_new_string(a->def.secret_path));
 	json_object_object_add(j, "state", json_object_new_string(a->state));
-	json_object_object_add(j, "reason", a->reason[0] ? json_object_new_string(a->reason) : NULL);
+	json_object_object_add(j, "reason",
+			       a->reason[0] ? json_object_new_string(a->reason) : NULL);
 	json_object_object_add(j, "lookahead", json_object_new_int((int)a->def.lookahead));
 	json_object_object_add(j, "reqid",
 			       json_object_new_int64(m->set.reqid_base + a->def.number));
 	json_object_object_add(j, "moves", json_object_new_int64((int64_t)a->moves));
-	json_object_object_add(j, "outbound", json_sa(a, obs_find((struct assoc *)a, out_spi),
-						      out_spi, a->out_gen));
+	json_object_object_add(
+	    j, "outbound", json_sa(a, obs_find((struct assoc *)a, out_spi), out_spi, a->out_gen));
 	for (uint64_t g = a->in_gen; g <= a->in_gen + a->def.lookahead; g++) {
 		uint32_t spi = assoc_dir_spi(a, false, g);
 		json_object_array_add(in, json_sa(a, obs_find((struct assoc *)a, spi), spi, g));

@@ -20,12 +20,12 @@
  * SAs and policies the kernel reports), and assoc_plan() returns the netlink
  * requests that close the difference. */
 
-#define ASSOC_NAME_MAX 64
-#define ASSOC_NUMBER_MAX 65535u
+#define ASSOC_NAME_MAX	    64
+#define ASSOC_NUMBER_MAX    65535u
 #define ASSOC_LOOKAHEAD_MAX 16u
 
 /* SPIs: 0x01000000 | number << 8 | direction << 7 | generation mod 128. */
-#define ASSOC_SPI_BASE 0x01000000u
+#define ASSOC_SPI_BASE	 0x01000000u
 #define ASSOC_GEN_WINDOW 128u
 
 struct assoc_def {
@@ -38,15 +38,15 @@ struct assoc_def {
 	char secret_path[256];
 	union xfrm_addr_any local_net, remote_net;
 	uint8_t local_plen, remote_plen;
-	uint8_t proto;                      /* 0: any */
-	uint16_t local_port, remote_port;   /* 0: any */
-	char dev[IF_NAMESIZE];              /* "": any interface */
-	uint64_t lifetime_sec;              /* outbound SA time limit, 0: none */
-	uint64_t lifetime_bytes;            /* 0: none */
-	uint64_t lifetime_packets;          /* hard packet limit, never 0 */
+	uint8_t proto;			  /* 0: any */
+	uint16_t local_port, remote_port; /* 0: any */
+	char dev[IF_NAMESIZE];		  /* "": any interface */
+	uint64_t lifetime_sec;		  /* outbound SA time limit, 0: none */
+	uint64_t lifetime_bytes;	  /* 0: none */
+	uint64_t lifetime_packets;	  /* hard packet limit, never 0 */
 	uint32_t replay_window;
-	unsigned lookahead;                 /* W */
-	char where[300];                    /* "FILE:LINE", "" for runtime */
+	unsigned lookahead; /* W */
+	char where[300];    /* "FILE:LINE", "" for runtime */
 };
 
 /* Defaults for a definition: transport, aes-gcm-128, replay 32, lookahead 2,
@@ -74,10 +74,10 @@ uint32_t assoc_spi(uint32_t number, uint8_t family, const union xfrm_addr_any *s
 struct assocs;
 
 struct assocs_settings {
-	uint32_t reqid_base;           /* tokend owns reqids base+1 .. base+65535 */
-	uint32_t policy_priority;      /* priority of tokend's policies */
+	uint32_t reqid_base;		/* tokend owns reqids base+1 .. base+65535 */
+	uint32_t policy_priority;	/* priority of tokend's policies */
 	uint64_t counter_interval_usec; /* how often inbound counters are read */
-	uint64_t dwell_usec;           /* min time between early moves of a sender */
+	uint64_t dwell_usec;		/* min time between early moves of a sender */
 };
 
 /* One request for the kernel. */
@@ -93,7 +93,7 @@ enum assoc_op {
 struct assoc_action {
 	enum assoc_op op;
 	char name[ASSOC_NAME_MAX + 1]; /* "" for orphans */
-	struct xfrm_sa sa;             /* keys point into key_buf */
+	struct xfrm_sa sa;	       /* keys point into key_buf */
 	struct xfrm_policy policy;
 	uint64_t generation;
 	bool outbound;

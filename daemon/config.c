@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "addr.h"
-#include "text.h"
 #include "log.h"
+#include "text.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
 #define USEC_PER_SEC  UINT64_C(1000000)
@@ -98,7 +98,6 @@ struct parse_ctx {
 	size_t sa_errors_before; /* errors found before the section began */
 	size_t assocs_cap;
 };
-
 
 static void strv_free(char **v)
 {
@@ -442,7 +441,8 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 
 		errno = 0;
 		v = strtoull(value, &end, 0);
-		if (errno || *end || !isdigit((unsigned char)value[0]) || v > 0xffffffffULL - 65535) {
+		if (errno || *end || !isdigit((unsigned char)value[0]) ||
+		    v > 0xffffffffULL - 65535) {
 			line_error(ctx, "invalid reqid-base \"%s\": expected a number from 0 to %u",
 				   text_quote(&q, value), 0xffffffffu - 65535);
 			return;
@@ -481,7 +481,8 @@ static int parse_token(struct parse_ctx *ctx, const char *what, const char *valu
 	struct text_quoted q;
 
 	if (addr_token_parse(value, ret, &why) < 0) {
-		line_error(ctx, "invalid token \"%s\" for %s: %s", text_quote(&q, value), what, why);
+		line_error(ctx, "invalid token \"%s\" for %s: %s", text_quote(&q, value), what,
+			   why);
 		return -EINVAL;
 	}
 	if (addr_token_is_zero(ret)) {
@@ -632,8 +633,8 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 	}
 	for (size_t i = 0; i < c->n_assocs; i++)
 		if (strcmp(c->assocs[i].name, name) == 0) {
-			line_error(ctx, "association %s already declared at %s", text_quote(&q, name),
-				   c->assocs[i].where);
+			line_error(ctx, "association %s already declared at %s",
+				   text_quote(&q, name), c->assocs[i].where);
 			ctx->section = SECTION_UNKNOWN;
 			return;
 		}
@@ -700,8 +701,9 @@ static int parse_protocol(const char *s, uint8_t *ret)
 	static const struct {
 		const char *name;
 		uint8_t proto;
-	} names[] = {{"tcp", IPPROTO_TCP}, {"udp", IPPROTO_UDP},        {"sctp", IPPROTO_SCTP},
-		     {"icmp", IPPROTO_ICMP}, {"ipv6-icmp", IPPROTO_ICMPV6}, {"icmpv6", IPPROTO_ICMPV6}};
+	} names[] = {{"tcp", IPPROTO_TCP},	    {"udp", IPPROTO_UDP},
+		     {"sctp", IPPROTO_SCTP},	    {"icmp", IPPROTO_ICMP},
+		     {"ipv6-icmp", IPPROTO_ICMPV6}, {"icmpv6", IPPROTO_ICMPV6}};
 	unsigned long long v;
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -729,25 +731,28 @@ static void sa_set_secret(struct parse_ctx *ctx, struct assoc_def *d, const char
 			return;
 		}
 		if (!dir || !*dir) {
-			line_error(ctx,
-				   "secret \"%s\" names a systemd credential, but "
-				   "$CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit)",
-				   text_quote(&q, value));
+			line_error(
+			    ctx,
+			    "secret \"%s\" names a systemd credential, but "
+			    "$CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit)",
+			    text_quote(&q, value));
 			return;
 		}
 		snprintf(d->secret_path, sizeof(d->secret_path), "%s/%s", dir, cred);
 		return;
 	}
 	if (value[0] != '/' || strlen(value) >= sizeof(d->secret_path)) {
-		line_error(ctx, "invalid secret \"%s\": expected an absolute file path or "
-			   "credential:NAME", text_quote(&q, value));
+		line_error(ctx,
+			   "invalid secret \"%s\": expected an absolute file path or "
+			   "credential:NAME",
+			   text_quote(&q, value));
 		return;
 	}
 	snprintf(d->secret_path, sizeof(d->secret_path), "%s", value);
 }
 
-static void sa_set_u64(struct parse_ctx *ctx, const char *key, uint64_t *field,
-		       const char *value, unsigned long long max)
+static void sa_set_u64(struct parse_ctx *ctx, const char *key, uint64_t *field, const char *value,
+		       unsigned long long max)
 {
 	unsigned long long v;
 	struct text_quoted q;
@@ -779,7 +784,8 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 		bool local = name[0] == 'l';
 		if (parse_addr(value, local ? &d->local : &d->remote,
 			       local ? &ctx->sa_local_family : &ctx->sa_remote_family) < 0)
-			line_error(ctx, "invalid %s address \"%s\": expected an IPv4 or IPv6 address",
+			line_error(ctx,
+				   "invalid %s address \"%s\": expected an IPv4 or IPv6 address",
 				   name, text_quote(&q, value));
 	} else if (strcmp(name, "local-selector") == 0 || strcmp(name, "remote-selector") == 0) {
 		bool local = name[0] == 'l';
@@ -805,14 +811,18 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 		if (a)
 			d->algorithm = a->id;
 		else
-			line_error(ctx, "unknown algorithm \"%s\": expected aes-gcm-128, aes-gcm-256 "
-				   "or aes-cbc-hmac-sha256", text_quote(&q, value));
+			line_error(ctx,
+				   "unknown algorithm \"%s\": expected aes-gcm-128, aes-gcm-256 "
+				   "or aes-cbc-hmac-sha256",
+				   text_quote(&q, value));
 	} else if (strcmp(name, "secret") == 0) {
 		sa_set_secret(ctx, d, value);
 	} else if (strcmp(name, "protocol") == 0) {
 		if (parse_protocol(value, &d->proto) < 0)
-			line_error(ctx, "invalid protocol \"%s\": expected tcp, udp, sctp, icmp, "
-				   "ipv6-icmp or a number from 1 to 255", text_quote(&q, value));
+			line_error(ctx,
+				   "invalid protocol \"%s\": expected tcp, udp, sctp, icmp, "
+				   "ipv6-icmp or a number from 1 to 255",
+				   text_quote(&q, value));
 	} else if (strcmp(name, "local-port") == 0 || strcmp(name, "remote-port") == 0) {
 		n = 0;
 		set_number(ctx, name, &n, value, 1, 65535);
@@ -841,12 +851,14 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 	} else if (strcmp(name, "lifetime-packets") == 0) {
 		sa_set_u64(ctx, name, &d->lifetime_packets, value, 0xffffffffULL);
 		if (d->lifetime_packets == 0) {
-			line_error(ctx, "invalid lifetime-packets \"0\": a packet limit is always set "
+			line_error(ctx,
+				   "invalid lifetime-packets \"0\": a packet limit is always set "
 				   "so the 32-bit sequence number cannot wrap");
 			d->lifetime_packets = 0xffff0000ULL;
 		}
 	} else {
-		line_error(ctx, "unknown key \"%s\" in section [sa %s]", text_quote(&q, name), d->name);
+		line_error(ctx, "unknown key \"%s\" in section [sa %s]", text_quote(&q, name),
+			   d->name);
 	}
 }
 
@@ -882,7 +894,8 @@ static void sa_close(struct parse_ctx *ctx)
 	if (ctx->sa_local_family != ctx->sa_remote_family) {
 		add_error(ctx, file, line,
 			  "association %s mixes address families: local and remote must both be "
-			  "IPv4 or both IPv6", d->name);
+			  "IPv4 or both IPv6",
+			  d->name);
 		return;
 	}
 	d->family = ctx->sa_local_family;
@@ -891,16 +904,20 @@ static void sa_close(struct parse_ctx *ctx)
 		memcpy(&d->local_net, &d->local, alen);
 		d->local_plen = (uint8_t)(alen * 8);
 	} else if (ctx->sa_lnet_family != d->family) {
-		add_error(ctx, file, line, "association %s: local-selector is not of the family of "
-			  "its addresses", d->name);
+		add_error(ctx, file, line,
+			  "association %s: local-selector is not of the family of "
+			  "its addresses",
+			  d->name);
 		return;
 	}
 	if (!ctx->sa_has_rnet) {
 		memcpy(&d->remote_net, &d->remote, alen);
 		d->remote_plen = (uint8_t)(alen * 8);
 	} else if (ctx->sa_rnet_family != d->family) {
-		add_error(ctx, file, line, "association %s: remote-selector is not of the family of "
-			  "its addresses", d->name);
+		add_error(ctx, file, line,
+			  "association %s: remote-selector is not of the family of "
+			  "its addresses",
+			  d->name);
 		return;
 	}
 	if (assoc_def_check(d, &why) < 0) {
@@ -910,8 +927,9 @@ static void sa_close(struct parse_ctx *ctx)
 	for (size_t i = 0; i < ctx->sa_index; i++)
 		if (ctx->c->assocs[i].number == d->number)
 			add_error(ctx, file, line,
-				  "association %s uses number %u, already used by %s at %s", d->name,
-				  d->number, ctx->c->assocs[i].name, ctx->c->assocs[i].where);
+				  "association %s uses number %u, already used by %s at %s",
+				  d->name, d->number, ctx->c->assocs[i].name,
+				  ctx->c->assocs[i].where);
 }
 
 const struct assoc_def *config_find_assoc(const struct config *c, const char *name)
@@ -1047,7 +1065,8 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 			while (isspace((unsigned char)*n))
 				n++;
 			snprintf(name, sizeof(name), "%.*s", (int)(end - n), n);
-			for (size_t i = strlen(name); i > 0 && isspace((unsigned char)name[i - 1]); i--)
+			for (size_t i = strlen(name); i > 0 && isspace((unsigned char)name[i - 1]);
+			     i--)
 				name[i - 1] = '\0';
 			sa_open_section(ctx, name);
 		}
@@ -1066,7 +1085,8 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 			while (e > text && isspace((unsigned char)e[-1]))
 				*--e = '\0';
 		}
-		line_error(ctx, "expected 'key = value', got \"%s\"", text ? text_quote(&q, text) : "");
+		line_error(ctx, "expected 'key = value', got \"%s\"",
+			   text ? text_quote(&q, text) : "");
 		free(text);
 		str[0] = '\0';
 		return;

@@ -67,7 +67,7 @@
 struct config_token {
 	char ifname[IF_NAMESIZE]; /* "" for the global token */
 	struct in6_addr token;
-	char *where;              /* "FILE:LINE", owned */
+	char *where; /* "FILE:LINE", owned */
 };
 
 struct config {

@@ -86,7 +86,8 @@ static void log_config_errors(const struct config_errors *errs)
 {
 	for (size_t i = 0; i < errs->n; i++) {
 		if (errs->v[i].line)
-			log_error("%s:%u: %s", errs->v[i].file, errs->v[i].line, errs->v[i].message);
+			log_error("%s:%u: %s", errs->v[i].file, errs->v[i].line,
+				  errs->v[i].message);
 		else /* whole-file problems name the file themselves */
 			log_error("%s", errs->v[i].message);
 	}
@@ -132,7 +133,8 @@ static int load_config(const struct daemon_options *o, struct config **ret)
 		if (errs.n == 0)
 			log_error("%s: cannot read config: %s", path, strerror(-r));
 		else
-			log_error("%s: %zu error%s in config", path, errs.n, errs.n == 1 ? "" : "s");
+			log_error("%s: %zu error%s in config", path, errs.n,
+				  errs.n == 1 ? "" : "s");
 	}
 	config_errors_clear(&errs);
 	return r;
@@ -186,7 +188,8 @@ static int adopt_config_into_state(struct daemon *d)
 	for (size_t i = 0; i < d->config->n_tokens; i++) {
 		const struct config_token *c = &d->config->tokens[i];
 		if (store_remove(&next.tokens, &next.n_tokens, c->ifname) == 0) {
-			log_notice("%s: runtime token dropped: %s now declares one", c->ifname, c->where);
+			log_notice("%s: runtime token dropped: %s now declares one", c->ifname,
+				   c->where);
 			changed = true;
 		}
 		if (!store_contains(next.owned, next.n_owned, c->ifname, &c->token)) {
@@ -241,21 +244,22 @@ static void load_state(struct daemon *d)
 static void apply_settings(struct daemon *d)
 {
 	struct tokens_settings s = {
-		.contest_repairs = d->config->contest_repairs,
-		.contest_window_usec = d->config->contest_window_usec,
-		.retry_min_usec = d->config->retry_min_usec,
-		.retry_max_usec = d->config->retry_max_usec,
-		.run_prefix = d->opts.run_prefix,
+	    .contest_repairs = d->config->contest_repairs,
+	    .contest_window_usec = d->config->contest_window_usec,
+	    .retry_min_usec = d->config->retry_min_usec,
+	    .retry_max_usec = d->config->retry_max_usec,
+	    .run_prefix = d->opts.run_prefix,
 	};
 
 	tokens_set_settings(d->tokens, &s);
 	if (d->assocs)
-		assocs_set_settings(d->assocs, &(struct assocs_settings){
-			.reqid_base = d->config->reqid_base,
-			.policy_priority = d->config->policy_priority,
-			.counter_interval_usec = d->config->counter_interval_usec,
-			.dwell_usec = d->config->dwell_usec,
-		});
+		assocs_set_settings(d->assocs,
+				    &(struct assocs_settings){
+					.reqid_base = d->config->reqid_base,
+					.policy_priority = d->config->policy_priority,
+					.counter_interval_usec = d->config->counter_interval_usec,
+					.dwell_usec = d->config->dwell_usec,
+				    });
 	if (d->opts.log_level >= 0)
 		log_set_level(d->opts.log_level);
 	else
@@ -292,7 +296,7 @@ static int on_rtnl_message(const struct nlmsghdr *nlh, void *data)
 		 * the first only, or a late copy of an old change would look like
 		 * new drift; dumps (NLM_F_MULTI) are read whole and are current. */
 		if (((const struct ifinfomsg *)mnl_nlmsg_get_payload(nlh))->ifi_family ==
-			    AF_UNSPEC &&
+			AF_UNSPEC &&
 		    !(nlh->nlmsg_flags & NLM_F_MULTI))
 			l.has_inet6 = false;
 		/* An AF_INET6 RTM_DELLINK only says IPv6 went away. */
@@ -361,8 +365,8 @@ static void update_status(struct daemon *d)
 		   "STATUS=%s%u token%s held: %u applied, %u pending, %u absent, %u blocked, "
 		   "%u unsupported, %u contested, %u removing",
 		   d->degraded ? "DEGRADED (state file unreadable); " : "", c.held,
-		   c.held == 1 ? "" : "s", c.applied, c.pending, c.absent, c.blocked,
-		   c.unsupported, c.contested, c.removing);
+		   c.held == 1 ? "" : "s", c.applied, c.pending, c.absent, c.blocked, c.unsupported,
+		   c.contested, c.removing);
 }
 
 static void arm_retry_timer(struct daemon *d)
@@ -495,7 +499,6 @@ static int open_netlink(struct daemon *d)
 		return r;
 	return sd_event_add_io(d->event, &d->mon_source, nl_fd(d->mon), EPOLLIN, on_monitor, d);
 }
-
 
 /* --- IPsec associations ------------------------------------------------ */
 
@@ -765,8 +768,8 @@ static int open_xfrm(struct daemon *d)
 			goto fail;
 	}
 	nl_set_rcvbuf(d->xmon, 4 * 1024 * 1024);
-	return sd_event_add_io(d->event, &d->xmon_source, nl_fd(d->xmon), EPOLLIN,
-			       on_xfrm_monitor, d);
+	return sd_event_add_io(d->event, &d->xmon_source, nl_fd(d->xmon), EPOLLIN, on_xfrm_monitor,
+			       d);
 fail:
 	nl_close(d->xreq);
 	nl_close(d->xmon);
@@ -795,8 +798,10 @@ static int apply_assoc_defs(struct daemon *d)
 			clash = strcmp(d->config->assocs[j].name, rt->name) == 0 ||
 				d->config->assocs[j].number == rt->number;
 		if (clash) {
-			log_notice("%s: runtime association ignored: the config declares its name or "
-				   "number", rt->name);
+			log_notice(
+			    "%s: runtime association ignored: the config declares its name or "
+			    "number",
+			    rt->name);
 			continue;
 		}
 		v[n++] = *rt;
@@ -970,11 +975,11 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	}
 	r = server_new(d, d->event,
 		       &(struct server_options){
-			       .path = d->config->socket_path,
-			       .socket_group = d->config->socket_group,
-			       .admin_group = d->config->admin_group,
-			       .max_clients = d->config->max_clients,
-			       .client_timeout_usec = d->config->client_timeout_usec,
+			   .path = d->config->socket_path,
+			   .socket_group = d->config->socket_group,
+			   .admin_group = d->config->admin_group,
+			   .max_clients = d->config->max_clients,
+			   .client_timeout_usec = d->config->client_timeout_usec,
 		       },
 		       &d->server);
 	if (r < 0)
@@ -1024,7 +1029,8 @@ int daemon_run(struct daemon *d)
 	sd_event_add_signal(d->event, NULL, SIGINT, on_sigterm, d);
 	sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d);
 	r = sd_event_add_time_relative(d->event, &d->reconcile_timer, CLOCK_MONOTONIC,
-				       d->config->reconcile_interval_usec, 0, on_reconcile_timer, d);
+				       d->config->reconcile_interval_usec, 0, on_reconcile_timer,
+				       d);
 	if (r < 0)
 		return 1;
 	sd_event_source_set_enabled(d->reconcile_timer, SD_EVENT_ON);
@@ -1080,16 +1086,17 @@ static int check_change(struct daemon *d, const char *ifname, json_object **ret,
 	if (ifname && addr_ifname_valid(ifname, &why) < 0) {
 		snprintf(msg, sizeof(msg), "invalid interface name \"%s\": %s", ifname, why);
 		*ret_error = "io.tokend.InvalidInterface";
-		*ret = daemon_error_params(msg, "interface", json_object_new_string(ifname), "reason",
-					   json_object_new_string(why), NULL);
+		*ret = daemon_error_params(msg, "interface", json_object_new_string(ifname),
+					   "reason", json_object_new_string(why), NULL);
 		return -EINVAL;
 	}
 	if (d->degraded) {
-		snprintf(msg, sizeof(msg), "runtime changes are refused while tokend runs degraded: %s",
+		snprintf(msg, sizeof(msg),
+			 "runtime changes are refused while tokend runs degraded: %s",
 			 d->degraded_reason);
 		*ret_error = "io.tokend.Degraded";
-		*ret = daemon_error_params(msg, "reason", json_object_new_string(d->degraded_reason),
-					   NULL);
+		*ret = daemon_error_params(msg, "reason",
+					   json_object_new_string(d->degraded_reason), NULL);
 		return -EROFS;
 	}
 	c = tokens_config_entry(d->tokens, ifname ? ifname : "");
@@ -1325,7 +1332,8 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	tokens_counts(d->tokens, &c);
 	json_object_object_add(o, "version", json_object_new_string(TOKEND_VERSION));
 	json_object_object_add(o, "pid", json_object_new_int(getpid()));
-	json_object_object_add(o, "uptime_usec", json_object_new_int64((int64_t)(now_usec() - d->start_usec)));
+	json_object_object_add(o, "uptime_usec",
+			       json_object_new_int64((int64_t)(now_usec() - d->start_usec)));
 	files = json_object_new_array();
 	for (char **f = d->config->files; f && *f; f++)
 		json_object_array_add(files, json_object_new_string(*f));
@@ -1333,7 +1341,8 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	json_object_object_add(o, "state_file", json_object_new_string(d->state_file));
 	json_object_object_add(o, "degraded", json_object_new_boolean(d->degraded));
 	json_object_object_add(o, "degraded_reason",
-			       d->degraded_reason ? json_object_new_string(d->degraded_reason) : NULL);
+			       d->degraded_reason ? json_object_new_string(d->degraded_reason)
+						  : NULL);
 	json_object_object_add(counts, "held", json_object_new_int((int)c.held));
 	json_object_object_add(counts, "applied", json_object_new_int((int)c.applied));
 	json_object_object_add(counts, "pending", json_object_new_int((int)c.pending));
@@ -1346,7 +1355,8 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	json_object_object_add(o, "repairs", json_object_new_int64((int64_t)c.repairs));
 	json_object_object_add(o, "resyncs", json_object_new_int64((int64_t)d->resyncs));
 	json_object_object_add(o, "reconciles", json_object_new_int64((int64_t)d->reconciles));
-	json_object_object_add(o, "associations", json_object_new_int((int)assocs_count(d->assocs)));
+	json_object_object_add(o, "associations",
+			       json_object_new_int((int)assocs_count(d->assocs)));
 	*ret = o;
 	return 0;
 }
@@ -1388,16 +1398,17 @@ int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const c
 
 	if (d->degraded) {
 		*ret_error = "io.tokend.Degraded";
-		*ret = daemon_error_params("rotation is refused while tokend runs degraded",
-					   "reason", json_object_new_string(d->degraded_reason),
-					   NULL);
+		*ret =
+		    daemon_error_params("rotation is refused while tokend runs degraded", "reason",
+					json_object_new_string(d->degraded_reason), NULL);
 		return -EROFS;
 	}
 	r = assocs_rotate(d->assocs, name, now_usec(), &why);
 	if (r == -ENOENT)
 		return no_such_assoc(name, ret, ret_error);
 	if (r < 0) {
-		snprintf(msg, sizeof(msg), "%s cannot move to its next generation now: %s", name, why);
+		snprintf(msg, sizeof(msg), "%s cannot move to its next generation now: %s", name,
+			 why);
 		*ret_error = "io.tokend.RotationRefused";
 		*ret = daemon_error_params(msg, "name", json_object_new_string(name), "reason",
 					   json_object_new_string(why), NULL);
@@ -1416,8 +1427,9 @@ int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const 
 
 	if (d->degraded) {
 		*ret_error = "io.tokend.Degraded";
-		*ret = daemon_error_params("release is refused while tokend runs degraded", "reason",
-					   json_object_new_string(d->degraded_reason), NULL);
+		*ret =
+		    daemon_error_params("release is refused while tokend runs degraded", "reason",
+					json_object_new_string(d->degraded_reason), NULL);
 		return -EROFS;
 	}
 	r = assocs_release(d->assocs, name, &out);
@@ -1520,9 +1532,9 @@ static int check_new_assoc(struct daemon *d, const struct assoc_def *def, json_o
 			return -EEXIST;
 		}
 	for (size_t i = 0; i < d->config->n_assocs + st->n_assocs; i++) {
-		const struct assoc_def *o = i < d->config->n_assocs ?
-						    &d->config->assocs[i] :
-						    &st->assocs[i - d->config->n_assocs];
+		const struct assoc_def *o = i < d->config->n_assocs
+						? &d->config->assocs[i]
+						: &st->assocs[i - d->config->n_assocs];
 		if (o->number == def->number) {
 			snprintf(msg, sizeof(msg), "number %u is already used by association %s",
 				 def->number, o->name);
@@ -1550,7 +1562,8 @@ static int change_runtime_assocs(struct daemon *d, const char *remove, const str
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < next.n_assocs; i++)
-		if (!remove || (strcmp(remove, "*") != 0 && strcmp(remove, next.assocs[i].name) != 0))
+		if (!remove ||
+		    (strcmp(remove, "*") != 0 && strcmp(remove, next.assocs[i].name) != 0))
 			next.assocs[w++] = next.assocs[i];
 	next.n_assocs = w;
 	if (add) {
@@ -1584,8 +1597,9 @@ int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_objec
 	r = assoc_def_from_json(params, &def, &field, &why);
 	if (r < 0) {
 		json_object_object_get_ex(params, "name", &name);
-		return invalid_assoc(json_object_is_type(name, json_type_string) ?
-					     json_object_get_string(name) : NULL,
+		return invalid_assoc(json_object_is_type(name, json_type_string)
+					 ? json_object_get_string(name)
+					 : NULL,
 				     field, why, ret, ret_error);
 	}
 	if (d->degraded)
@@ -1643,8 +1657,10 @@ int daemon_flush_assocs(struct daemon *d, const struct daemon_caller *c, json_ob
 		json_object_array_add(removed, json_object_new_string(st->assocs[i].name));
 	for (size_t i = 0; i < d->config->n_assocs; i++) {
 		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name", json_object_new_string(d->config->assocs[i].name));
-		json_object_object_add(o, "file", json_object_new_string(d->config->assocs[i].where));
+		json_object_object_add(o, "name",
+				       json_object_new_string(d->config->assocs[i].name));
+		json_object_object_add(o, "file",
+				       json_object_new_string(d->config->assocs[i].where));
 		json_object_array_add(kept, o);
 	}
 	if (st->n_assocs > 0) {

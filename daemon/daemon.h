@@ -11,13 +11,13 @@
 struct daemon;
 
 struct daemon_options {
-	const char *config_path;  /* NULL: the default */
-	bool config_explicit;     /* given on the command line: must exist */
-	const char *socket_path;  /* overrides the config */
-	const char *state_dir;    /* overrides the config */
-	const char *run_prefix;   /* tests only: where other managers' state lives */
-	int log_level;            /* -1: from the config */
-	bool dry_run;             /* print the kernel changes, make none, write nothing */
+	const char *config_path; /* NULL: the default */
+	bool config_explicit;	 /* given on the command line: must exist */
+	const char *socket_path; /* overrides the config */
+	const char *state_dir;	 /* overrides the config */
+	const char *run_prefix;	 /* tests only: where other managers' state lives */
+	int log_level;		 /* -1: from the config */
+	bool dry_run;		 /* print the kernel changes, make none, write nothing */
 };
 
 /* Who is asking, from the socket's peer credentials. */

@@ -17,25 +17,26 @@
  * Every input byte of the derivation is documented in docs/key-derivation.md,
  * with test vectors. */
 
-#define KEYS_SECRET_MIN 32 /* bytes */
-#define KEYS_SECRET_MAX 64
+#define KEYS_SECRET_MIN	  32 /* bytes */
+#define KEYS_SECRET_MAX	  64
 #define KEYS_MATERIAL_MAX 64
 
 enum keys_algorithm {
-	KEYS_ALG_AES_GCM_128 = 1,       /* rfc4106(gcm(aes)): 16-byte key + 4-byte salt, ICV 16 */
-	KEYS_ALG_AES_GCM_256 = 2,       /* rfc4106(gcm(aes)): 32-byte key + 4-byte salt, ICV 16 */
-	KEYS_ALG_AES_CBC_HMAC_SHA256 = 3, /* cbc(aes) 32-byte key, hmac(sha256) 32-byte key, ICV 16 */
+	KEYS_ALG_AES_GCM_128 = 1, /* rfc4106(gcm(aes)): 16-byte key + 4-byte salt, ICV 16 */
+	KEYS_ALG_AES_GCM_256 = 2, /* rfc4106(gcm(aes)): 32-byte key + 4-byte salt, ICV 16 */
+	KEYS_ALG_AES_CBC_HMAC_SHA256 =
+	    3, /* cbc(aes) 32-byte key, hmac(sha256) 32-byte key, ICV 16 */
 };
 
 struct keys_algorithm_info {
 	enum keys_algorithm id;
-	const char *name;       /* config spelling: "aes-gcm-128", "aes-gcm-256", "aes-cbc-hmac-sha256" */
-	const char *kernel_enc; /* kernel algorithm name: "rfc4106(gcm(aes))" or "cbc(aes)" */
+	const char *name; /* config spelling: "aes-gcm-128", "aes-gcm-256", "aes-cbc-hmac-sha256" */
+	const char *kernel_enc;	 /* kernel algorithm name: "rfc4106(gcm(aes))" or "cbc(aes)" */
 	const char *kernel_auth; /* "hmac(sha256)" or NULL for AEAD */
 	bool aead;
-	size_t enc_key_len;     /* bytes of the cipher key, salt included for AEAD */
-	size_t auth_key_len;    /* bytes of the HMAC key, 0 for AEAD */
-	unsigned icv_bits;      /* ICV (AEAD) or truncation (HMAC) length in bits */
+	size_t enc_key_len;  /* bytes of the cipher key, salt included for AEAD */
+	size_t auth_key_len; /* bytes of the HMAC key, 0 for AEAD */
+	unsigned icv_bits;   /* ICV (AEAD) or truncation (HMAC) length in bits */
 };
 
 /* NULL when unknown. */
@@ -64,11 +65,11 @@ void keys_secret_fingerprint(const struct keys_secret *s, char out[17]);
 
 /* What one generation of one direction of one association is derived from. */
 struct keys_context {
-	const char *name;    /* association name, 1-64 bytes */
-	uint32_t number;     /* association number */
-	int family;          /* AF_INET or AF_INET6 */
-	const void *src;     /* sending address: 4 or 16 bytes, network order */
-	const void *dst;     /* receiving address */
+	const char *name; /* association name, 1-64 bytes */
+	uint32_t number;  /* association number */
+	int family;	  /* AF_INET or AF_INET6 */
+	const void *src;  /* sending address: 4 or 16 bytes, network order */
+	const void *dst;  /* receiving address */
 	uint64_t generation;
 	enum keys_algorithm algorithm;
 };

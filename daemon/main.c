@@ -11,40 +11,41 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: tokend [OPTIONS]\n"
-		"\n"
-		"Hold IPv6 interface tokens and keep the kernel in line with them.\n"
-		"\n"
-		"  -c, --config PATH     config file (default %s/tokend/tokend.conf;\n"
-		"                        drop-ins from PATH.d/*.conf)\n"
-		"  -s, --socket PATH     control socket (overrides the config)\n"
-		"  -S, --state-dir DIR   state directory (overrides the config)\n"
-		"      --check-config    report every config error as FILE:LINE and exit\n"
-		"      --dry-run         print the kernel changes the config would make; make none\n"
-		"  -d, --debug           log at debug level (netlink requests and replies)\n"
-		"      --log-level LVL   err, warning, notice, info or debug\n"
-		"  -h, --help            show this help\n"
-		"      --version         show the version\n",
-		TOKEND_SYSCONFDIR);
+	fprintf(
+	    f,
+	    "Usage: tokend [OPTIONS]\n"
+	    "\n"
+	    "Hold IPv6 interface tokens and keep the kernel in line with them.\n"
+	    "\n"
+	    "  -c, --config PATH     config file (default %s/tokend/tokend.conf;\n"
+	    "                        drop-ins from PATH.d/*.conf)\n"
+	    "  -s, --socket PATH     control socket (overrides the config)\n"
+	    "  -S, --state-dir DIR   state directory (overrides the config)\n"
+	    "      --check-config    report every config error as FILE:LINE and exit\n"
+	    "      --dry-run         print the kernel changes the config would make; make none\n"
+	    "  -d, --debug           log at debug level (netlink requests and replies)\n"
+	    "      --log-level LVL   err, warning, notice, info or debug\n"
+	    "  -h, --help            show this help\n"
+	    "      --version         show the version\n",
+	    TOKEND_SYSCONFDIR);
 }
 
 int main(int argc, char **argv)
 {
 	enum { OPT_CHECK = 256, OPT_VERSION, OPT_LOG_LEVEL, OPT_RUN_PREFIX, OPT_DRY_RUN };
 	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"socket", required_argument, NULL, 's'},
-		{"state-dir", required_argument, NULL, 'S'},
-		{"check-config", no_argument, NULL, OPT_CHECK},
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-		{"debug", no_argument, NULL, 'd'},
-		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, OPT_VERSION},
-		/* For tests: where other managers' runtime state is looked for. */
-		{"run-prefix", required_argument, NULL, OPT_RUN_PREFIX},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"socket", required_argument, NULL, 's'},
+	    {"state-dir", required_argument, NULL, 'S'},
+	    {"check-config", no_argument, NULL, OPT_CHECK},
+	    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	    {"debug", no_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	    /* For tests: where other managers' runtime state is looked for. */
+	    {"run-prefix", required_argument, NULL, OPT_RUN_PREFIX},
+	    {NULL, 0, NULL, 0},
 	};
 	struct daemon_options o = {.log_level = -1};
 	struct daemon *d = NULL;

@@ -15,7 +15,7 @@
 
 /* Large enough for the biggest dump datagram the kernel builds (it sizes
  * them by the reader's buffer, up to 32 KiB) and for a batch of requests. */
-#define NL_BUF_SIZE (64 * 1024)
+#define NL_BUF_SIZE  (64 * 1024)
 #define NL_BATCH_MAX 64
 
 struct nl_sock {
@@ -318,7 +318,8 @@ int nl_batch_flush(struct nl_batch *b, nl_batch_done_t done, void *data)
 			struct nl_pending *p;
 			struct nl_ack ack;
 
-			if (nlh->nlmsg_type != NLMSG_ERROR || !(p = nl_batch_find(b, nlh->nlmsg_seq))) {
+			if (nlh->nlmsg_type != NLMSG_ERROR ||
+			    !(p = nl_batch_find(b, nlh->nlmsg_seq))) {
 				log_debug("netlink: dropping stale %s (seq %u)",
 					  nl_type_name(s->bus, nlh->nlmsg_type), nlh->nlmsg_seq);
 				continue;

@@ -2,8 +2,8 @@
 #include "rtnl.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <libmnl/libmnl.h>
+#include <limits.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/ipv6.h>
@@ -55,9 +55,9 @@ int rtnl_link_parse(const struct nlmsghdr *nlh, struct rtnl_link *l)
 		return -EBADMSG;
 	ifi = mnl_nlmsg_get_payload(nlh);
 	*l = (struct rtnl_link){
-		.ifindex = ifi->ifi_index,
-		.flags = ifi->ifi_flags,
-		.conf = {INT_MIN, INT_MIN, INT_MIN, INT_MIN},
+	    .ifindex = ifi->ifi_index,
+	    .flags = ifi->ifi_flags,
+	    .conf = {INT_MIN, INT_MIN, INT_MIN, INT_MIN},
 	};
 	mnl_attr_for_each(a, nlh, sizeof(*ifi))
 	{
@@ -99,10 +99,10 @@ int rtnl_addr_parse(const struct nlmsghdr *nlh, struct rtnl_addr *ret)
 	if (ifa->ifa_family != AF_INET6)
 		return -EAFNOSUPPORT;
 	*ret = (struct rtnl_addr){
-		.ifindex = (int)ifa->ifa_index,
-		.prefixlen = ifa->ifa_prefixlen,
-		.scope = ifa->ifa_scope,
-		.flags = ifa->ifa_flags,
+	    .ifindex = (int)ifa->ifa_index,
+	    .prefixlen = ifa->ifa_prefixlen,
+	    .scope = ifa->ifa_scope,
+	    .flags = ifa->ifa_flags,
 	};
 	mnl_attr_for_each(a, nlh, sizeof(*ifa))
 	{

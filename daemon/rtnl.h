@@ -23,9 +23,9 @@ struct rtnl_inet6_conf {
 struct rtnl_link {
 	int ifindex;
 	char ifname[IF_NAMESIZE]; /* "" when the message had no name */
-	unsigned flags;           /* IFF_* */
-	bool has_inet6;           /* the message carried IPv6 link info */
-	struct in6_addr token;    /* valid when has_inet6; :: = none */
+	unsigned flags;		  /* IFF_* */
+	bool has_inet6;		  /* the message carried IPv6 link info */
+	struct in6_addr token;	  /* valid when has_inet6; :: = none */
 	struct rtnl_inet6_conf conf;
 };
 

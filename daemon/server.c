@@ -233,7 +233,8 @@ static const char *param_str(json_object *params, const char *name)
 {
 	json_object *v;
 
-	if (!json_object_object_get_ex(params, name, &v) || !json_object_is_type(v, json_type_string))
+	if (!json_object_object_get_ex(params, name, &v) ||
+	    !json_object_is_type(v, json_type_string))
 		return NULL;
 	return json_object_get_string(v);
 }
@@ -244,9 +245,8 @@ typedef int (*op_change_t)(struct daemon *d, const struct daemon_caller *c, cons
 			   json_object **ret, const char **ret_error);
 
 static const struct param_spec spec_iface[] = {{"interface", P_STRING_OR_NULL, false}, {0}};
-static const struct param_spec spec_set[] = {{"interface", P_STRING_OR_NULL, false},
-					     {"token", P_STRING, true},
-					     {0}};
+static const struct param_spec spec_set[] = {
+    {"interface", P_STRING_OR_NULL, false}, {"token", P_STRING, true}, {0}};
 static const struct param_spec spec_none[] = {{0}};
 static const struct param_spec spec_name_opt[] = {{"name", P_STRING_OR_NULL, false}, {0}};
 static const struct param_spec spec_name[] = {{"name", P_STRING, true}, {0}};
@@ -268,13 +268,11 @@ static int permission_denied(struct client *c, const char *method)
 		 (unsigned)c->uid);
 	log_notice("refused %s from uid %u pid %d: not an admin", method, (unsigned)c->uid,
 		   (int)c->pid);
-	return reply_error(c, "io.tokend.PermissionDenied",
-			   daemon_error_params(msg, "uid", json_object_new_int64(c->uid),
-					       "required",
-					       json_object_new_string(s->opts.admin_group ?
-									      s->opts.admin_group :
-									      "root"),
-					       NULL));
+	return reply_error(
+	    c, "io.tokend.PermissionDenied",
+	    daemon_error_params(
+		msg, "uid", json_object_new_int64(c->uid), "required",
+		json_object_new_string(s->opts.admin_group ? s->opts.admin_group : "root"), NULL));
 }
 
 static int dispatch_tokend(struct client *c, const char *name, json_object *params)
@@ -283,9 +281,9 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 		const char *name;
 		op_change_t op;
 	} changes[] = {
-		{"DeleteToken", daemon_delete_token},
-		{"FlushTokens", daemon_flush_tokens},
-		{"ResumeToken", daemon_resume_token},
+	    {"DeleteToken", daemon_delete_token},
+	    {"FlushTokens", daemon_flush_tokens},
+	    {"ResumeToken", daemon_resume_token},
 	};
 	struct daemon *d = c->server->daemon;
 	struct daemon_caller who = {.uid = c->uid, .pid = c->pid};
@@ -350,7 +348,7 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 		if (!client_is_admin(c))
 			return permission_denied(c, name);
 		r = (rotate ? daemon_rotate_assoc : daemon_release_assoc)(
-			d, &who, param_str(params, "name"), &out, &error);
+		    d, &who, param_str(params, "name"), &out, &error);
 		return finish(c, r, out, error);
 	}
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
@@ -367,56 +365,56 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 }
 
 static const char tokend_idl[] =
-	"# tokend: IPv6 interface tokens held and kept by the daemon.\n"
-	"interface io.tokend\n\n"
-	"type Entry (\n  interface: string,\n  ifindex: ?int,\n  token: string,\n"
-	"  origin: string,\n  source: string,\n  file: ?string,\n  state: string,\n"
-	"  reason: ?string,\n  kernel_token: ?string,\n  addresses: []string\n)\n\n"
-	"type Global (token: string, source: string, file: ?string, match: []string)\n\n"
-	"type Kept (interface: ?string, file: string)\n\n"
-	"type Counts (held: int, applied: int, pending: int, absent: int, blocked: int,\n"
-	"  unsupported: int, contested: int, removing: int)\n\n"
-	"method ListTokens(interface: ?string) -> (global: ?Global, entries: []Entry)\n"
-	"method SetToken(interface: ?string, token: string) -> (changed: bool, entry: ?Entry)\n"
-	"method DeleteToken(interface: ?string) -> ()\n"
-	"method FlushTokens(interface: ?string) -> (removed: []?string, kept: []Kept)\n"
-	"method ResumeToken(interface: ?string) -> (resumed: []string)\n"
-	"type SA (generation: int, spi: int, installed: bool, bytes: int, packets: int,\n"
-	"  replay_window: ?int)\n\n"
-	"type Association (name: string, number: int, local: string, remote: string,\n"
-	"  mode: string, algorithm: string, local_selector: string, remote_selector: string,\n"
-	"  protocol: ?string, local_port: ?int, remote_port: ?int, dev: ?string,\n"
-	"  source: string, file: ?string, secret_file: string, state: string, reason: ?string,\n"
-	"  lookahead: int, reqid: int, moves: int, outbound: SA, inbound: []SA,\n"
-	"  policies: object)\n\n"
-	"method ListAssociations(name: ?string) -> (associations: []Association)\n"
-	"method AddAssociation(name: string, number: int, local: string, remote: string,\n"
-	"  secret_file: string, mode: ?string, algorithm: ?string, local_selector: ?string,\n"
-	"  remote_selector: ?string, protocol: ?string, local_port: ?int, remote_port: ?int,\n"
-	"  dev: ?string, replay_window: ?int, lookahead: ?int, lifetime: ?int, lifetime_bytes: ?int,\n"
-	"  lifetime_packets: ?int) -> (associations: []Association)\n"
-	"method DeleteAssociation(name: string) -> ()\n"
-	"method FlushAssociations() -> (removed: []string, kept: []object)\n"
-	"method RotateAssociation(name: string) -> (associations: []Association)\n"
-	"method ReleaseAssociation(name: string) -> (released: ?object)\n"
-	"method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
-	"  config_files: []string, state_file: string, degraded: bool,\n"
-	"  degraded_reason: ?string, counts: Counts, repairs: int, resyncs: int,\n"
-	"  reconciles: int, associations: int)\n\n"
-	"error InvalidMessage (message: string, reason: string)\n"
-	"error TooManyClients (message: string, limit: int)\n"
-	"error PermissionDenied (message: string, uid: int, required: string)\n"
-	"error InvalidToken (message: string, token: string, reason: string)\n"
-	"error InvalidInterface (message: string, interface: string, reason: string)\n"
-	"error ConfigEntry (message: string, interface: ?string, file: string)\n"
-	"error NoSuchEntry (message: string, interface: ?string)\n"
-	"error StateWriteFailed (message: string, file: string, reason: string)\n"
-	"error Degraded (message: string, reason: string)\n"
-	"error NoSuchAssociation (message: string, name: string)\n"
-	"error InvalidAssociation (message: string, name: ?string, reason: string)\n"
-	"error AssociationExists (message: string, name: string)\n"
-	"error RotationRefused (message: string, name: string, reason: string)\n"
-	"error InternalError (message: string)\n";
+    "# tokend: IPv6 interface tokens held and kept by the daemon.\n"
+    "interface io.tokend\n\n"
+    "type Entry (\n  interface: string,\n  ifindex: ?int,\n  token: string,\n"
+    "  origin: string,\n  source: string,\n  file: ?string,\n  state: string,\n"
+    "  reason: ?string,\n  kernel_token: ?string,\n  addresses: []string\n)\n\n"
+    "type Global (token: string, source: string, file: ?string, match: []string)\n\n"
+    "type Kept (interface: ?string, file: string)\n\n"
+    "type Counts (held: int, applied: int, pending: int, absent: int, blocked: int,\n"
+    "  unsupported: int, contested: int, removing: int)\n\n"
+    "method ListTokens(interface: ?string) -> (global: ?Global, entries: []Entry)\n"
+    "method SetToken(interface: ?string, token: string) -> (changed: bool, entry: ?Entry)\n"
+    "method DeleteToken(interface: ?string) -> ()\n"
+    "method FlushTokens(interface: ?string) -> (removed: []?string, kept: []Kept)\n"
+    "method ResumeToken(interface: ?string) -> (resumed: []string)\n"
+    "type SA (generation: int, spi: int, installed: bool, bytes: int, packets: int,\n"
+    "  replay_window: ?int)\n\n"
+    "type Association (name: string, number: int, local: string, remote: string,\n"
+    "  mode: string, algorithm: string, local_selector: string, remote_selector: string,\n"
+    "  protocol: ?string, local_port: ?int, remote_port: ?int, dev: ?string,\n"
+    "  source: string, file: ?string, secret_file: string, state: string, reason: ?string,\n"
+    "  lookahead: int, reqid: int, moves: int, outbound: SA, inbound: []SA,\n"
+    "  policies: object)\n\n"
+    "method ListAssociations(name: ?string) -> (associations: []Association)\n"
+    "method AddAssociation(name: string, number: int, local: string, remote: string,\n"
+    "  secret_file: string, mode: ?string, algorithm: ?string, local_selector: ?string,\n"
+    "  remote_selector: ?string, protocol: ?string, local_port: ?int, remote_port: ?int,\n"
+    "  dev: ?string, replay_window: ?int, lookahead: ?int, lifetime: ?int, lifetime_bytes: ?int,\n"
+    "  lifetime_packets: ?int) -> (associations: []Association)\n"
+    "method DeleteAssociation(name: string) -> ()\n"
+    "method FlushAssociations() -> (removed: []string, kept: []object)\n"
+    "method RotateAssociation(name: string) -> (associations: []Association)\n"
+    "method ReleaseAssociation(name: string) -> (released: ?object)\n"
+    "method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
+    "  config_files: []string, state_file: string, degraded: bool,\n"
+    "  degraded_reason: ?string, counts: Counts, repairs: int, resyncs: int,\n"
+    "  reconciles: int, associations: int)\n\n"
+    "error InvalidMessage (message: string, reason: string)\n"
+    "error TooManyClients (message: string, limit: int)\n"
+    "error PermissionDenied (message: string, uid: int, required: string)\n"
+    "error InvalidToken (message: string, token: string, reason: string)\n"
+    "error InvalidInterface (message: string, interface: string, reason: string)\n"
+    "error ConfigEntry (message: string, interface: ?string, file: string)\n"
+    "error NoSuchEntry (message: string, interface: ?string)\n"
+    "error StateWriteFailed (message: string, file: string, reason: string)\n"
+    "error Degraded (message: string, reason: string)\n"
+    "error NoSuchAssociation (message: string, name: string)\n"
+    "error InvalidAssociation (message: string, name: ?string, reason: string)\n"
+    "error AssociationExists (message: string, name: string)\n"
+    "error RotationRefused (message: string, name: string, reason: string)\n"
+    "error InternalError (message: string)\n";
 
 static int dispatch_service(struct client *c, const char *name, json_object *params)
 {
@@ -431,7 +429,8 @@ static int dispatch_service(struct client *c, const char *name, json_object *par
 		json_object_object_add(out, "vendor", json_object_new_string("tokend"));
 		json_object_object_add(out, "product", json_object_new_string("tokend"));
 		json_object_object_add(out, "version", json_object_new_string(TOKEND_VERSION));
-		json_object_object_add(out, "url", json_object_new_string("https://tokend.invalid/"));
+		json_object_object_add(out, "url",
+				       json_object_new_string("https://tokend.invalid/"));
 		json_object_array_add(ifaces, json_object_new_string(VARLINK_SERVICE_INTERFACE));
 		json_object_array_add(ifaces, json_object_new_string(TOKEND_INTERFACE));
 		json_object_object_add(out, "interfaces", ifaces);
@@ -446,11 +445,14 @@ static int dispatch_service(struct client *c, const char *name, json_object *par
 		iface = param_str(params, "interface");
 		out = json_object_new_object();
 		if (strcmp(iface, TOKEND_INTERFACE) == 0) {
-			json_object_object_add(out, "description", json_object_new_string(tokend_idl));
+			json_object_object_add(out, "description",
+					       json_object_new_string(tokend_idl));
 			return reply(c, out);
 		}
 		if (strcmp(iface, VARLINK_SERVICE_INTERFACE) == 0) {
-			json_object_object_add(out, "description", json_object_new_string(
+			json_object_object_add(
+			    out, "description",
+			    json_object_new_string(
 				"interface org.varlink.service\n"
 				"method GetInfo() -> (vendor: string, product: string, "
 				"version: string, url: string, interfaces: []string)\n"
@@ -575,8 +577,8 @@ static int on_client_timeout(sd_event_source *src, uint64_t usec, void *data)
 {
 	struct client *c = data;
 
-	log_debug("client uid %u pid %d left a message unfinished; disconnecting",
-		  (unsigned)c->uid, (int)c->pid);
+	log_debug("client uid %u pid %d left a message unfinished; disconnecting", (unsigned)c->uid,
+		  (int)c->pid);
 	client_free(c);
 	return 0;
 }
@@ -585,10 +587,10 @@ static void refuse_busy(struct server *s, int fd)
 {
 	size_t len = 0;
 	char *msg = varlink_error_serialize(
-		"io.tokend.TooManyClients",
-		daemon_error_params("too many clients; try again later", "limit",
-				    json_object_new_int((int)s->opts.max_clients), NULL),
-		&len);
+	    "io.tokend.TooManyClients",
+	    daemon_error_params("too many clients; try again later", "limit",
+				json_object_new_int((int)s->opts.max_clients), NULL),
+	    &len);
 
 	if (msg)
 		(void)!send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -686,8 +688,8 @@ static int listen_on_path(struct server *s)
 		}
 	} else {
 		log_warning("socket group %s does not exist; only the daemon's own group can "
-			    "connect to %s", s->opts.socket_group ? s->opts.socket_group : "(none)",
-			    s->path);
+			    "connect to %s",
+			    s->opts.socket_group ? s->opts.socket_group : "(none)", s->path);
 	}
 	if (listen(fd, 128) < 0 || rename(tmp, s->path) < 0) {
 		r = -errno;
@@ -763,7 +765,8 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	if (n == 1) {
 		s->fd = SD_LISTEN_FDS_START;
 		if (sd_is_socket_unix(s->fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
-			log_error("the socket systemd passed is not a listening Unix stream socket");
+			log_error(
+			    "the socket systemd passed is not a listening Unix stream socket");
 			r = -EINVAL;
 			goto fail;
 		}

@@ -37,7 +37,6 @@ static void set_error(char **ret_error, const char *fmt, ...)
 	*ret_error = s;
 }
 
-
 void store_state_free(struct store_state *st)
 {
 	if (!st)
@@ -261,8 +260,10 @@ static int parse_generations(const char *path, json_object *root, struct store_s
 	}
 	return 0;
 bad:
-	set_error(ret_error, "%s: \"associations\" is not a list of {name, out_generation, "
-		  "in_generation} with unique names", path);
+	set_error(ret_error,
+		  "%s: \"associations\" is not a list of {name, out_generation, "
+		  "in_generation} with unique names",
+		  path);
 	return -EBADMSG;
 }
 
@@ -773,13 +774,13 @@ int store_state_copy(const struct store_state *src, struct store_state *dst)
 {
 	bool failed = false;
 
-	*dst = (struct store_state){.n_tokens = src->n_tokens, .n_owned = src->n_owned,
+	*dst = (struct store_state){.n_tokens = src->n_tokens,
+				    .n_owned = src->n_owned,
 				    .n_generations = src->n_generations,
 				    .n_released = src->n_released};
-	dst->generations = copy_array(src->generations, src->n_generations,
-				      sizeof(*src->generations), &failed);
-	dst->released = copy_array(src->released, src->n_released, sizeof(*src->released),
-				   &failed);
+	dst->generations =
+	    copy_array(src->generations, src->n_generations, sizeof(*src->generations), &failed);
+	dst->released = copy_array(src->released, src->n_released, sizeof(*src->released), &failed);
 	dst->n_assocs = src->n_assocs;
 	dst->assocs = copy_array(src->assocs, src->n_assocs, sizeof(*src->assocs), &failed);
 	if (failed || entries_copy(src->tokens, src->n_tokens, &dst->tokens) < 0 ||

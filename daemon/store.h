@@ -23,7 +23,7 @@
  * interface holding exactly that value may have got it from tokend.
  */
 
-#define STORE_VERSION 1
+#define STORE_VERSION	1
 #define STORE_FILE_NAME "state.json"
 
 struct store_entry {

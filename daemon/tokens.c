@@ -28,14 +28,9 @@ enum token_state {
 };
 
 static const char *const state_names[] = {
-	[TS_NONE] = "none",
-	[TS_PENDING] = "pending",
-	[TS_APPLIED] = "applied",
-	[TS_ABSENT] = "absent",
-	[TS_BLOCKED] = "blocked",
-	[TS_UNSUPPORTED] = "unsupported",
-	[TS_CONTESTED] = "contested",
-	[TS_REMOVING] = "removing",
+    [TS_NONE] = "none",		  [TS_PENDING] = "pending",   [TS_APPLIED] = "applied",
+    [TS_ABSENT] = "absent",	  [TS_BLOCKED] = "blocked",   [TS_UNSUPPORTED] = "unsupported",
+    [TS_CONTESTED] = "contested", [TS_REMOVING] = "removing",
 };
 
 /* An interface as the kernel last described it. */
@@ -58,7 +53,7 @@ struct binding {
 	char reason[384];
 	struct in6_addr target; /* the token being held (:: while removing) */
 	bool has_target;
-	int reached_ifindex;    /* the kernel held target on this ifindex */
+	int reached_ifindex; /* the kernel held target on this ifindex */
 	bool contested;
 	uint64_t repairs[CONTEST_MAX];
 	unsigned n_repairs;
@@ -235,8 +230,8 @@ static struct link *link_by_name(const struct tokens *t, const char *name)
 }
 
 /* The token wanted on a name; *origin_global and *where say where from. */
-static const struct in6_addr *desired(const struct tokens *t, const char *name,
-				      bool *origin_global, const char **where)
+static const struct in6_addr *desired(const struct tokens *t, const char *name, bool *origin_global,
+				      const char **where)
 {
 	const struct config_token *c = tokens_config_entry(t, name);
 	const struct store_entry *e;
@@ -692,34 +687,44 @@ static void describe_refusal(const struct tokens *t, const struct link *cached,
 
 	if (cached) {
 		fresh = *cached;
-		fresh.conf.forwarding = read_conf(cached->name, "forwarding", cached->conf.forwarding);
+		fresh.conf.forwarding =
+		    read_conf(cached->name, "forwarding", cached->conf.forwarding);
 		fresh.conf.accept_ra = read_conf(cached->name, "accept_ra", cached->conf.accept_ra);
-		fresh.conf.rtr_solicits = read_conf(cached->name, "router_solicitations",
-						    cached->conf.rtr_solicits);
+		fresh.conf.rtr_solicits =
+		    read_conf(cached->name, "router_solicitations", cached->conf.rtr_solicits);
 		l = &fresh;
 	}
 	if (l && ack->error == -EINVAL) {
 		if (l->flags & IFF_NOARP) {
-			snprintf(tmp, sizeof(tmp), "no neighbour discovery on %s (NOARP); "
-				 "'ip link set %s arp on' lifts it", l->name, l->name);
+			snprintf(tmp, sizeof(tmp),
+				 "no neighbour discovery on %s (NOARP); "
+				 "'ip link set %s arp on' lifts it",
+				 l->name, l->name);
 			hint = tmp;
 		} else if (l->conf.forwarding > 0 && l->conf.accept_ra == 1) {
-			snprintf(tmp, sizeof(tmp), "router advertisements are not accepted: forwarding "
-				 "is on, so net.ipv6.conf.%s.accept_ra must be 2", l->name);
+			snprintf(tmp, sizeof(tmp),
+				 "router advertisements are not accepted: forwarding "
+				 "is on, so net.ipv6.conf.%s.accept_ra must be 2",
+				 l->name);
 			hint = tmp;
 		} else if (l->conf.accept_ra == 0) {
-			snprintf(tmp, sizeof(tmp), "router advertisements are not accepted "
-				 "(net.ipv6.conf.%s.accept_ra is 0)", l->name);
+			snprintf(tmp, sizeof(tmp),
+				 "router advertisements are not accepted "
+				 "(net.ipv6.conf.%s.accept_ra is 0)",
+				 l->name);
 			hint = tmp;
 			other = other_manager_hint(t, l);
 		} else if (l->conf.rtr_solicits == 0) {
-			snprintf(tmp, sizeof(tmp), "router solicitations are off "
-				 "(net.ipv6.conf.%s.router_solicitations is 0)", l->name);
+			snprintf(tmp, sizeof(tmp),
+				 "router solicitations are off "
+				 "(net.ipv6.conf.%s.router_solicitations is 0)",
+				 l->name);
 			hint = tmp;
 		}
 	}
 	if (ack->msg[0] && hint)
-		snprintf(buf, len, "%s: %s%s%s", ack->msg, hint, other ? "; " : "", other ? other : "");
+		snprintf(buf, len, "%s: %s%s%s", ack->msg, hint, other ? "; " : "",
+			 other ? other : "");
 	else if (ack->msg[0])
 		snprintf(buf, len, "%s", ack->msg);
 	else if (hint)
@@ -758,8 +763,8 @@ static bool retry_due(const struct binding *b, uint64_t now)
 
 /* Nothing is wanted on this name: clear the kernel's token only when tokend
  * put it there. Returns true when the binding is still needed. */
-static bool reconcile_absent_want(struct tokens *t, struct binding *b, struct link *l,
-				  uint64_t now, struct plan *p)
+static bool reconcile_absent_want(struct tokens *t, struct binding *b, struct link *l, uint64_t now,
+				  struct plan *p)
 {
 	static const struct in6_addr none;
 
@@ -807,7 +812,8 @@ static bool reconcile_one(struct tokens *t, struct binding *b, uint64_t now, str
 	}
 	if (l->has_inet6 && same_token(&l->token, want)) {
 		if (b->state != TS_APPLIED)
-			log_debug("%s: kernel holds token %s", b->name, addr_format(want, text, sizeof(text)));
+			log_debug("%s: kernel holds token %s", b->name,
+				  addr_format(want, text, sizeof(text)));
 		binding_set_state(b, TS_APPLIED, NULL);
 		b->reached_ifindex = l->ifindex;
 		b->retry_at = 0;
@@ -890,8 +896,8 @@ static void action_failed(struct tokens *t, struct binding *b, struct link *l,
 		log_warning("%s: kernel refused to %s token %s: %s; retrying in %gs", b->name,
 			    removal ? "clear" : "set", tok, why, (double)b->backoff / 1e6);
 	} else {
-		log_ratelimited(&b->rl, LOG_DEBUG, "%s: still refused (%s), next try in %gs", b->name,
-				why, (double)b->backoff / 1e6);
+		log_ratelimited(&b->rl, LOG_DEBUG, "%s: still refused (%s), next try in %gs",
+				b->name, why, (double)b->backoff / 1e6);
 	}
 }
 
@@ -1051,9 +1057,10 @@ json_object *tokens_entry_json(const struct tokens *t, const char *ifname)
 	json_object_object_add(o, "interface", json_object_new_string(ifname));
 	json_object_object_add(o, "ifindex", l ? json_object_new_int(l->ifindex) : NULL);
 	json_object_object_add(o, "token", json_token(want ? want : &b->target));
-	json_object_object_add(o, "origin", json_object_new_string(global ? "global" : "interface"));
-	json_object_object_add(o, "source", json_object_new_string(
-		want ? (where ? "config" : "runtime") : "removed"));
+	json_object_object_add(o, "origin",
+			       json_object_new_string(global ? "global" : "interface"));
+	json_object_object_add(
+	    o, "source", json_object_new_string(want ? (where ? "config" : "runtime") : "removed"));
 	json_object_object_add(o, "file", json_string_or_null(where));
 	json_object_object_add(o, "state", json_object_new_string(state_names[b->state]));
 	json_object_object_add(o, "reason", json_string_or_null(b->reason));
@@ -1107,7 +1114,8 @@ int tokens_list_json(const struct tokens *t, const char *ifname, json_object **r
 		json_object_array_add(entries, e);
 	} else {
 		for (size_t i = 0; i < t->bindings.n; i++) {
-			json_object *e = tokens_entry_json(t, ((struct binding *)t->bindings.v[i])->name);
+			json_object *e =
+			    tokens_entry_json(t, ((struct binding *)t->bindings.v[i])->name);
 			if (e)
 				json_object_array_add(entries, e);
 		}

@@ -23,19 +23,19 @@ union xfrm_addr_any {
 struct xfrm_sa {
 	uint8_t family; /* AF_INET or AF_INET6 */
 	union xfrm_addr_any src, dst;
-	uint32_t spi;   /* host order */
-	uint8_t proto;  /* IPPROTO_ESP */
-	uint8_t mode;   /* XFRM_MODE_TRANSPORT or XFRM_MODE_TUNNEL */
+	uint32_t spi;  /* host order */
+	uint8_t proto; /* IPPROTO_ESP */
+	uint8_t mode;  /* XFRM_MODE_TRANSPORT or XFRM_MODE_TUNNEL */
 	uint32_t reqid;
 	uint32_t replay_window;
-	uint8_t flags;  /* XFRM_STATE_* */
+	uint8_t flags;		      /* XFRM_STATE_* */
 	struct xfrm_lifetime_cfg lft; /* limits; XFRM_INF for none */
 
 	/* Algorithms: the kernel names, and keys (not owned; building only). */
-	const char *enc_name;     /* e.g. "rfc4106(gcm(aes))" or "cbc(aes)" */
+	const char *enc_name; /* e.g. "rfc4106(gcm(aes))" or "cbc(aes)" */
 	bool aead;
-	unsigned icv_bits;        /* AEAD ICV or HMAC truncation */
-	const char *auth_name;    /* "hmac(sha256)", or NULL for AEAD */
+	unsigned icv_bits;     /* AEAD ICV or HMAC truncation */
+	const char *auth_name; /* "hmac(sha256)", or NULL for AEAD */
 	const uint8_t *enc_key;
 	size_t enc_key_len;
 	const uint8_t *auth_key;
@@ -45,19 +45,19 @@ struct xfrm_sa {
 	struct xfrm_lifetime_cur cur; /* bytes, packets, add_time, use_time */
 	char enc_name_buf[64];
 	char auth_name_buf[64];
-	uint8_t key_digest[32];       /* SHA-256 of enc key || auth key, to compare keys
-					 without keeping them; zero when no key was sent */
+	uint8_t key_digest[32]; /* SHA-256 of enc key || auth key, to compare keys
+				   without keeping them; zero when no key was sent */
 	bool has_replay_esn;
 	uint32_t replay_esn_window;
 };
 
 struct xfrm_policy {
 	uint8_t family;
-	struct xfrm_selector sel;  /* kernel struct: addresses, prefixes, proto, ports, ifindex */
-	uint8_t dir;               /* XFRM_POLICY_IN, OUT or FWD */
+	struct xfrm_selector sel; /* kernel struct: addresses, prefixes, proto, ports, ifindex */
+	uint8_t dir;		  /* XFRM_POLICY_IN, OUT or FWD */
 	uint32_t priority;
-	uint32_t index;            /* decoding only */
-	uint8_t action;            /* XFRM_POLICY_ALLOW */
+	uint32_t index; /* decoding only */
+	uint8_t action; /* XFRM_POLICY_ALLOW */
 	bool has_tmpl;
 	struct xfrm_user_tmpl tmpl; /* one template: id.daddr/spi/proto, saddr, reqid, mode, ... */
 };

@@ -15,7 +15,7 @@
 #include "assoc.h"
 #include "log.h"
 
-#define SEC 1000000ULL
+#define SEC	   1000000ULL
 #define REQID_BASE 0x746b0000u
 
 static struct assocs *m;
@@ -23,7 +23,8 @@ static char secret_path[64];
 
 static void setup(void)
 {
-	static const char hex[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+	static const char hex[] =
+	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 	int fd;
 
 	log_set_level(LOG_ERR);
@@ -280,10 +281,14 @@ static struct xfrm_sa kernel_outbound(uint64_t gen)
 	inet_pton(AF_INET, "192.0.2.2", &sa.dst.v4);
 	sa.spi = assoc_spi(7, AF_INET, &sa.src, &sa.dst, gen);
 	ck_assert_int_eq(keys_secret_from_bytes(secret, sizeof(secret), &s), 0);
-	ck_assert_int_eq(keys_derive(s, &(struct keys_context){.name = "web", .number = 7,
-							      .family = AF_INET, .src = &sa.src,
-							      .dst = &sa.dst, .generation = gen,
-							      .algorithm = KEYS_ALG_AES_GCM_128},
+	ck_assert_int_eq(keys_derive(s,
+				     &(struct keys_context){.name = "web",
+							    .number = 7,
+							    .family = AF_INET,
+							    .src = &sa.src,
+							    .dst = &sa.dst,
+							    .generation = gen,
+							    .algorithm = KEYS_ALG_AES_GCM_128},
 				     key, &len),
 			 0);
 	EVP_Digest(key, len, sa.key_digest, &dlen, EVP_sha256(), NULL);
@@ -347,10 +352,10 @@ START_TEST(test_orphans_removed_foreign_untouched_released_kept)
 {
 	struct assoc_def d = def("web", 7);
 	struct assoc_action *v = NULL;
-	struct xfrm_sa orphan = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u,
-				 .reqid = REQID_BASE + 99};
-	struct xfrm_sa foreign = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x5000,
-				  .reqid = 42};
+	struct xfrm_sa orphan = {
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+	struct xfrm_sa foreign = {
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x5000, .reqid = 42};
 	int n;
 
 	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
@@ -377,8 +382,8 @@ START_TEST(test_foreign_sa_on_computed_spi_is_a_conflict)
 {
 	struct assoc_def d = def("web", 7);
 	struct assoc_action *v = NULL;
-	struct xfrm_sa foreign = {.family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01000780u,
-				  .reqid = 42};
+	struct xfrm_sa foreign = {
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01000780u, .reqid = 42};
 	json_object *keep;
 	int n;
 

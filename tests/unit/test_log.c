@@ -15,19 +15,19 @@ static const struct {
 	const char *text;
 	int level;
 } levels[] = {
-	{"emerg", LOG_EMERG},
-	{"alert", LOG_ALERT},
-	{"crit", LOG_CRIT},
-	{"err", LOG_ERR},
-	{"error", LOG_ERR},
-	{"warning", LOG_WARNING},
-	{"warn", LOG_WARNING},
-	{"notice", LOG_NOTICE},
-	{"info", LOG_INFO},
-	{"debug", LOG_DEBUG},
-	{"0", 0},
-	{"3", 3},
-	{"7", 7},
+    {"emerg", LOG_EMERG},
+    {"alert", LOG_ALERT},
+    {"crit", LOG_CRIT},
+    {"err", LOG_ERR},
+    {"error", LOG_ERR},
+    {"warning", LOG_WARNING},
+    {"warn", LOG_WARNING},
+    {"notice", LOG_NOTICE},
+    {"info", LOG_INFO},
+    {"debug", LOG_DEBUG},
+    {"0", 0},
+    {"3", 3},
+    {"7", 7},
 };
 
 START_TEST(test_level_valid)
@@ -37,7 +37,7 @@ START_TEST(test_level_valid)
 END_TEST
 
 static const char *const bad_levels[] = {
-	"", "8", "9", "-1", "07", "1 ", " 1", "infox", "inf", "debug2", "10", "x",
+    "", "8", "9", "-1", "07", "1 ", " 1", "infox", "inf", "debug2", "10", "x",
 };
 
 START_TEST(test_level_invalid)

@@ -49,11 +49,11 @@ static void load_config(const char *text)
 static void setup(void)
 {
 	struct tokens_settings s = {
-		.contest_repairs = 3,
-		.contest_window_usec = 30 * SEC,
-		.retry_min_usec = 1 * SEC,
-		.retry_max_usec = 8 * SEC,
-		.run_prefix = "/nonexistent",
+	    .contest_repairs = 3,
+	    .contest_window_usec = 30 * SEC,
+	    .retry_min_usec = 1 * SEC,
+	    .retry_max_usec = 8 * SEC,
+	    .run_prefix = "/nonexistent",
 	};
 
 	log_set_level(LOG_ERR);

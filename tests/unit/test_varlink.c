@@ -284,11 +284,11 @@ START_TEST(test_call_valid)
 END_TEST
 
 static const char *const empty_parameter_calls[] = {
-	"{\"method\":\"io.tokend.ListTokens\"}",
-	"{\"method\":\"io.tokend.ListTokens\",\"parameters\":null}",
-	"{\"method\":\"io.tokend.ListTokens\",\"parameters\":{}}",
-	/* Whitespace around the object is JSON too. */
-	" \n{ \"method\" : \"io.tokend.ListTokens\" }\r\n\t",
+    "{\"method\":\"io.tokend.ListTokens\"}",
+    "{\"method\":\"io.tokend.ListTokens\",\"parameters\":null}",
+    "{\"method\":\"io.tokend.ListTokens\",\"parameters\":{}}",
+    /* Whitespace around the object is JSON too. */
+    " \n{ \"method\" : \"io.tokend.ListTokens\" }\r\n\t",
 };
 
 START_TEST(test_call_empty_parameters)
@@ -344,34 +344,34 @@ static const struct {
 	const char *text;
 	const char *why; /* a part of the reason */
 } invalid_calls[] = {
-	{"", "not valid JSON"},
-	{"{", "not valid JSON"},
-	{"hello", "not valid JSON"},
-	{"{\"method\":\"a.B\"", "not valid JSON"},
-	{"{\"method\":\"a.B\"}x", "not valid JSON"},
-	{"{\"method\":\"a.B\"}{}", "not valid JSON"},
-	{"{\"method\":\"a.B\"} {\"method\":\"a.C\"}", "not valid JSON"},
-	{"{\"method\":\"a.B\",}", "not valid JSON"},
-	{"{\"method\":\"a.B\",\"parameters\":{\"x\":\"\xff\"}}", "not valid JSON"},
-	{"[1,2]", "not a JSON object"},
-	{"[]", "not a JSON object"},
-	{"\"io.tokend.ListTokens\"", "not a JSON object"},
-	{"true", "not a JSON object"},
-	{"null", "not a JSON object"},
-	{"1", "not a JSON object"},
-	{"{}", "\"method\""},
-	{"{\"parameters\":{}}", "\"method\""},
-	{"{\"method\":1}", "\"method\""},
-	{"{\"method\":null}", "\"method\""},
-	{"{\"method\":[\"a.B\"]}", "\"method\""},
-	{"{\"method\":\"a.B\",\"parameters\":[]}", "\"parameters\""},
-	{"{\"method\":\"a.B\",\"parameters\":\"x\"}", "\"parameters\""},
-	{"{\"method\":\"a.B\",\"parameters\":1}", "\"parameters\""},
-	{"{\"method\":\"a.B\",\"oneway\":1}", "\"oneway\""},
-	{"{\"method\":\"a.B\",\"oneway\":\"true\"}", "\"oneway\""},
-	{"{\"method\":\"a.B\",\"oneway\":null}", "\"oneway\""},
-	{"{\"method\":\"a.B\",\"more\":0}", "\"more\""},
-	{"{\"method\":\"a.B\",\"more\":{}}", "\"more\""},
+    {"", "not valid JSON"},
+    {"{", "not valid JSON"},
+    {"hello", "not valid JSON"},
+    {"{\"method\":\"a.B\"", "not valid JSON"},
+    {"{\"method\":\"a.B\"}x", "not valid JSON"},
+    {"{\"method\":\"a.B\"}{}", "not valid JSON"},
+    {"{\"method\":\"a.B\"} {\"method\":\"a.C\"}", "not valid JSON"},
+    {"{\"method\":\"a.B\",}", "not valid JSON"},
+    {"{\"method\":\"a.B\",\"parameters\":{\"x\":\"\xff\"}}", "not valid JSON"},
+    {"[1,2]", "not a JSON object"},
+    {"[]", "not a JSON object"},
+    {"\"io.tokend.ListTokens\"", "not a JSON object"},
+    {"true", "not a JSON object"},
+    {"null", "not a JSON object"},
+    {"1", "not a JSON object"},
+    {"{}", "\"method\""},
+    {"{\"parameters\":{}}", "\"method\""},
+    {"{\"method\":1}", "\"method\""},
+    {"{\"method\":null}", "\"method\""},
+    {"{\"method\":[\"a.B\"]}", "\"method\""},
+    {"{\"method\":\"a.B\",\"parameters\":[]}", "\"parameters\""},
+    {"{\"method\":\"a.B\",\"parameters\":\"x\"}", "\"parameters\""},
+    {"{\"method\":\"a.B\",\"parameters\":1}", "\"parameters\""},
+    {"{\"method\":\"a.B\",\"oneway\":1}", "\"oneway\""},
+    {"{\"method\":\"a.B\",\"oneway\":\"true\"}", "\"oneway\""},
+    {"{\"method\":\"a.B\",\"oneway\":null}", "\"oneway\""},
+    {"{\"method\":\"a.B\",\"more\":0}", "\"more\""},
+    {"{\"method\":\"a.B\",\"more\":{}}", "\"more\""},
 };
 
 START_TEST(test_call_invalid)
@@ -733,18 +733,18 @@ END_TEST
 
 /* Replies that are no Varlink replies. */
 static const char *const bad_replies[] = {
-	"{",
-	"[]",
-	"\"x\"",
-	"{\"parameters\":{}}x",
-	"{\"parameters\":{},}",
-	"{\"error\":1,\"parameters\":{}}",
-	"{\"error\":null}",
-	"null",
-	"0",
-	"{\"parameters\":[]}",
-	"{\"parameters\":\"x\"}",
-	"{\"parameters\":{\"x\":\"\xc3\"}}",
+    "{",
+    "[]",
+    "\"x\"",
+    "{\"parameters\":{}}x",
+    "{\"parameters\":{},}",
+    "{\"error\":1,\"parameters\":{}}",
+    "{\"error\":null}",
+    "null",
+    "0",
+    "{\"parameters\":[]}",
+    "{\"parameters\":\"x\"}",
+    "{\"parameters\":{\"x\":\"\xc3\"}}",
 };
 
 START_TEST(test_call_sync_bad_reply)

@@ -1605,6 +1605,12 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	}
 }
 
+void assocs_plan_abandoned(struct assocs *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		m->v[i]->inflight = 0;
+}
+
 bool assocs_dirty(const struct assocs *m)
 {
 	return m->any_dirty;

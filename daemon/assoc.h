@@ -150,6 +150,8 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 void assocs_action_done(struct assocs *m, const struct assoc_action *a, const struct nl_ack *ack,
 			uint64_t now);
 void assoc_actions_free(struct assoc_action *v, size_t n);
+/* The planned actions will not be sent (a dry run): nothing is in flight. */
+void assocs_plan_abandoned(struct assocs *m);
 bool assocs_dirty(const struct assocs *m);
 /* Human description of an action, never with key bytes. */
 void assoc_action_describe(const struct assoc_action *a, char *buf, size_t len);

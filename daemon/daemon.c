@@ -1454,33 +1454,54 @@ int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const 
 	return 0;
 }
 
+/* Print a planned change once: the dry run plans again after pretending to
+ * record a generation, and the second plan repeats the first. */
+static bool print_once(char ***seen, size_t *n, const char *line)
+{
+	char **v;
+
+	for (size_t i = 0; i < *n; i++)
+		if (strcmp((*seen)[i], line) == 0)
+			return false;
+	v = realloc(*seen, (*n + 1) * sizeof(*v));
+	if (!v)
+		return true;
+	*seen = v;
+	v[(*n)++] = strdup(line);
+	printf("%s\n", line);
+	return true;
+}
+
 int daemon_dry_run(struct daemon *d)
 {
 	struct tokens_action *ta = NULL;
 	struct assoc_action *aa = NULL;
-	char tok[ADDR_TOKEN_STRLEN], desc[512];
+	char tok[ADDR_TOKEN_STRLEN], desc[512], line[600];
+	char **seen = NULL;
+	size_t n_seen = 0;
 	int n, total = 0;
 
 	if (resync(d) < 0)
 		return 1;
 	n = tokens_plan(d->tokens, now_usec(), true, &ta);
-	for (int i = 0; i < n; i++)
-		printf("token: %s %s on %s (ifindex %d)\n",
-		       addr_token_is_zero(&ta[i].token) ? "clear" : "set",
-		       addr_format(&ta[i].token, tok, sizeof(tok)), ta[i].ifname, ta[i].ifindex);
-	total += n > 0 ? n : 0;
+	for (int i = 0; i < n; i++) {
+		snprintf(line, sizeof(line), "token: %s %s on %s (ifindex %d)",
+			 addr_token_is_zero(&ta[i].token) ? "clear" : "set",
+			 addr_format(&ta[i].token, tok, sizeof(tok)), ta[i].ifname, ta[i].ifindex);
+		total += print_once(&seen, &n_seen, line);
+	}
 	free(ta);
 	if (d->xreq && xfrm_resync(d) == 0) {
-		/* Pretend the generations were written, to show the SAs. */
 		for (int pass = 0; pass < 2; pass++) {
 			n = assocs_plan(d->assocs, now_usec(), true, &aa);
 			for (int i = 0; i < n; i++) {
 				assoc_action_describe(&aa[i], desc, sizeof(desc));
-				printf("ipsec: %s\n", desc);
+				snprintf(line, sizeof(line), "ipsec: %s", desc);
+				total += print_once(&seen, &n_seen, line);
 			}
-			total += n > 0 ? n : 0;
 			assoc_actions_free(aa, (size_t)(n > 0 ? n : 0));
 			aa = NULL;
+			assocs_plan_abandoned(d->assocs);
 			if (!assocs_need_save(d->assocs))
 				break;
 			printf("state: a new sending generation would be recorded in %s\n",
@@ -1490,6 +1511,9 @@ int daemon_dry_run(struct daemon *d)
 	}
 	printf("%d change%s\n", total, total == 1 ? "" : "s");
 	fflush(stdout);
+	for (size_t i = 0; i < n_seen; i++)
+		free(seen[i]);
+	free(seen);
 	return 0;
 }
 

@@ -47,7 +47,9 @@ struct assoc {
 
 	char state[16];
 	char reason[400];
-	char conflict[300];
+	char conflict[300]; /* found by the last plan */
+	char foreign[300];  /* a foreign SA on a computed SPI, from the last dump */
+	char foreign_logged[300];
 	char sa_error[400];
 	uint64_t sa_retry_at; /* SA installs failed: not before this */
 	uint64_t sa_backoff;
@@ -594,6 +596,8 @@ static void orphan_add_policy(struct assocs *m, const struct xfrm_policy *p)
  * now an orphan, removed by the next reconcile. */
 static void assoc_retire(struct assocs *m, struct assoc *a)
 {
+	if (released(m, a->def.number))
+		return; /* handed over: its objects are not tokend's to remove */
 	for (size_t i = 0; i < a->n_sas; i++)
 		orphan_add_sa(m, &a->sas[i].sa);
 	for (int d = 0; d < DIR_MAX; d++)
@@ -998,11 +1002,15 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
 			continue;
 		if (!addr_eq(sa->family, &sa->dst, outbound ? &a->def.remote : &a->def.local))
 			continue;
-		snprintf(a->conflict, sizeof(a->conflict),
+		snprintf(a->foreign, sizeof(a->foreign),
 			 "an SA that tokend did not make (reqid %u) holds SPI 0x%08x, which this "
 			 "association computes; tokend leaves it alone",
 			 sa->reqid, sa->spi);
-		log_warning("%s: conflict: %s", a->def.name, a->conflict);
+		if (strcmp(a->foreign, a->foreign_logged) != 0) {
+			log_warning("%s: conflict: %s", a->def.name, a->foreign);
+			snprintf(a->foreign_logged, sizeof(a->foreign_logged), "%s", a->foreign);
+		}
+		update_state(a);
 		mark(m, a);
 	}
 }
@@ -1162,6 +1170,7 @@ void assocs_resync_begin(struct assocs *m)
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
 		a->n_sas = 0;
+		a->foreign[0] = '\0';
 		for (int d = 0; d < DIR_MAX; d++)
 			a->pol_seen[d] = false;
 	}
@@ -1216,6 +1225,10 @@ int assocs_rotate(struct assocs *m, const char *name, uint64_t now, const char *
 		*why = "no such association";
 		return -ENOENT;
 	}
+	if (!obs_find(a, assoc_dir_spi(a, true, a->out_gen))) {
+		*why = "its outbound SA is not installed, so there is nothing to rotate";
+		return -EAGAIN;
+	}
 	return move_ahead(m, a, now, false, why);
 }
 
@@ -1244,8 +1257,7 @@ int assocs_release(struct assocs *m, const char *name, json_object **ret)
 	set_state(a, "released",
 		  "handed over to another tool: tokend leaves its SAs and "
 		  "policies alone");
-	log_info("%s: released; its %zu SA%s and policies stay in the kernel", a->def.name,
-		 a->n_sas, a->n_sas == 1 ? "" : "s");
+	log_info("%s: released; its SAs and policies stay in the kernel", a->def.name);
 	*ret = o;
 	return 0;
 }
@@ -1398,6 +1410,16 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 	}
 	if (a->out_gen > a->out_saved || !a->saved_valid)
 		return; /* waiting for the state file */
+	if (!o && a->out_gen > out_ceiling(a)) {
+		/* Used generations are never sent on again, and a peer that
+		 * lost its state would not accept this one. */
+		snprintf(a->sa_error, sizeof(a->sa_error),
+			 "generation %llu would be the next to send on, but a peer that lost its "
+			 "state accepts generations up to %llu only (floor 0 + lookahead - 1); "
+			 "raise lookahead on both peers",
+			 (unsigned long long)a->out_gen, (unsigned long long)out_ceiling(a));
+		return;
+	}
 	if (!o)
 		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen);
 	else if (!lft_matches(a, &o->sa, true))
@@ -1435,10 +1457,14 @@ static void update_state(struct assoc *a)
 
 	if (a->secret_error[0])
 		set_state(a, "error", a->secret_error);
+	else if (a->foreign[0])
+		set_state(a, "conflict", a->foreign);
 	else if (a->sa_error[0])
 		set_state(a, "error", a->sa_error);
 	else if (a->conflict[0])
 		set_state(a, "conflict", a->conflict);
+	else if (a->foreign[0])
+		set_state(a, "conflict", a->foreign);
 	else if (o && o->key_ok && a->pol_seen[DIR_OUT] && a->pol_seen[DIR_IN])
 		set_state(a, "up", NULL);
 	else
@@ -1531,6 +1557,54 @@ static void describe_sa_error(const struct assoc_action *act, const struct nl_ac
 		snprintf(buf, len, "the kernel refused SA 0x%08x: %s", act->sa.spi, msg);
 }
 
+static void observe_done(struct assocs *m, struct assoc *a, const struct assoc_action *act)
+{
+	int d = policy_dir_index(act->policy.dir);
+	struct obs_sa *o;
+
+	switch (act->op) {
+	case ASSOC_OP_ADD_SA:
+	case ASSOC_OP_UPDATE_SA:
+		o = obs_find(a, act->sa.spi);
+		if (!o) {
+			struct obs_sa *v = realloc(a->sas, (a->n_sas + 1) * sizeof(*v));
+			if (!v)
+				return;
+			a->sas = v;
+			o = &a->sas[a->n_sas++];
+			*o = (struct obs_sa){0};
+		}
+		{
+			struct xfrm_lifetime_cur cur = o->sa.cur;
+			sa_copy(&o->sa, &act->sa);
+			o->sa.cur =
+			    act->op == ASSOC_OP_UPDATE_SA ? cur : (struct xfrm_lifetime_cur){0};
+		}
+		digest(act->key_buf, act->sa.enc_key_len + act->sa.auth_key_len, o->sa.key_digest);
+		o->outbound = act->outbound;
+		o->gen = act->generation;
+		o->key_ok = true;
+		o->seen = true;
+		break;
+	case ASSOC_OP_DEL_SA:
+		obs_remove(a, act->sa.spi);
+		break;
+	case ASSOC_OP_ADD_POLICY:
+	case ASSOC_OP_UPDATE_POLICY:
+		if (d >= 0) {
+			a->pol[d] = act->policy;
+			a->pol_seen[d] = true;
+		}
+		break;
+	case ASSOC_OP_DEL_POLICY:
+		if (d >= 0 && a->pol_seen[d] &&
+		    memcmp(&a->pol[d].sel, &act->policy.sel, sizeof(act->policy.sel)) == 0)
+			a->pol_seen[d] = false;
+		break;
+	}
+	(void)m;
+}
+
 void assocs_action_done(struct assocs *m, const struct assoc_action *act, const struct nl_ack *ack,
 			uint64_t now)
 {
@@ -1540,6 +1614,10 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	if (a && (act->op == ASSOC_OP_ADD_SA || act->op == ASSOC_OP_UPDATE_SA) && a->inflight > 0)
 		a->inflight--;
 	if (!a) {
+		if (act->op == ASSOC_OP_DEL_SA)
+			orphan_sa_forget(m, &act->sa);
+		else if (act->op == ASSOC_OP_DEL_POLICY)
+			orphan_policy_forget(m, &act->policy);
 		if (ack->error < 0 && ack->error != -ENOENT && ack->error != -ESRCH)
 			log_warning("could not remove an orphaned %s of tokend: %s",
 				    act->op == ASSOC_OP_DEL_POLICY ? "policy" : "SA",
@@ -1577,6 +1655,9 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		update_state(a);
 		return;
 	}
+	/* The kernel did it: the observed set says so now, before its own
+	 * notification is read, so a second pass does not plan it again. */
+	observe_done(m, a, act);
 	switch (act->op) {
 	case ASSOC_OP_ADD_SA:
 		a->sa_error[0] = '\0';

@@ -862,6 +862,21 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 	}
 }
 
+/* A secret that cannot be used is a config error like any other: found
+ * before the kernel is touched, with the others, at the section's line. */
+static void sa_check_secret(struct parse_ctx *ctx, const struct assoc_def *d, const char *file,
+			    unsigned line)
+{
+	struct keys_secret *secret = NULL;
+	char *err = NULL;
+
+	if (keys_secret_load(d->secret_path, &secret, &err) < 0)
+		add_error(ctx, file, line, "association %s: %s", d->name,
+			  err ? err : "cannot load the secret");
+	keys_secret_free(secret);
+	free(err);
+}
+
 /* The section is complete: check what needs the whole of it. */
 static void sa_close(struct parse_ctx *ctx)
 {
@@ -908,7 +923,6 @@ static void sa_close(struct parse_ctx *ctx)
 			  "association %s: local-selector is not of the family of "
 			  "its addresses",
 			  d->name);
-		return;
 	}
 	if (!ctx->sa_has_rnet) {
 		memcpy(&d->remote_net, &d->remote, alen);
@@ -918,18 +932,16 @@ static void sa_close(struct parse_ctx *ctx)
 			  "association %s: remote-selector is not of the family of "
 			  "its addresses",
 			  d->name);
-		return;
 	}
-	if (assoc_def_check(d, &why) < 0) {
+	if (assoc_def_check(d, &why) < 0)
 		add_error(ctx, file, line, "association %s: %s", d->name, why);
-		return;
-	}
 	for (size_t i = 0; i < ctx->sa_index; i++)
 		if (ctx->c->assocs[i].number == d->number)
 			add_error(ctx, file, line,
 				  "association %s uses number %u, already used by %s at %s",
 				  d->name, d->number, ctx->c->assocs[i].name,
 				  ctx->c->assocs[i].where);
+	sa_check_secret(ctx, d, file, line);
 }
 
 const struct assoc_def *config_find_assoc(const struct config *c, const char *name)
@@ -1074,6 +1086,15 @@ static void classify_line(struct parse_ctx *ctx, char *str)
 	}
 
 	end = find_chars_or_comment(start, "=:");
+	if (*end == ':' && end[1] == ':') {
+		/* libinih would take the first ':' as the separator, and tokens
+		 * start with "::": "eth0 ::1" would become eth0 = ":1". */
+		line_error(ctx,
+			   "expected 'key = value' (use '=': values such as tokens contain ':')");
+		str[0] = '\0';
+		ctx->prev = PREV_DROPPED;
+		return;
+	}
 	if (*end != '=' && *end != ':') {
 		char *text = strdup(start);
 

@@ -26,7 +26,8 @@
 #include "tokens.h"
 #include "xfrm.h"
 
-#define DEFAULT_CONFIG TOKEND_SYSCONFDIR "/tokend/tokend.conf"
+/* Where the documentation says, whatever the install prefix. */
+#define DEFAULT_CONFIG "/etc/tokend/tokend.conf"
 
 struct daemon {
 	sd_event *event;
@@ -93,27 +94,6 @@ static void log_config_errors(const struct config_errors *errs)
 	}
 }
 
-/* A secret that cannot be used is a config error like any other: found
- * before the kernel is touched, reported at its association's FILE:LINE. */
-static int check_secrets(const struct config *c)
-{
-	int r = 0;
-
-	for (size_t i = 0; i < c->n_assocs; i++) {
-		struct keys_secret *s = NULL;
-		char *err = NULL;
-
-		if (keys_secret_load(c->assocs[i].secret_path, &s, &err) < 0) {
-			log_error("%s: association %s: %s", c->assocs[i].where, c->assocs[i].name,
-				  err ? err : "cannot load the secret");
-			r = -EINVAL;
-		}
-		keys_secret_free(s);
-		free(err);
-	}
-	return r;
-}
-
 static int load_config(const struct daemon_options *o, struct config **ret)
 {
 	struct config_errors errs = {0};
@@ -121,13 +101,6 @@ static int load_config(const struct daemon_options *o, struct config **ret)
 	int r;
 
 	r = config_load(path, NULL, o->config_explicit, ret, &errs);
-	if (r == 0 && check_secrets(*ret) < 0) {
-		log_error("%s: an association's secret cannot be used", path);
-		config_free(*ret);
-		*ret = NULL;
-		config_errors_clear(&errs);
-		return -EINVAL;
-	}
 	if (r < 0) {
 		log_config_errors(&errs);
 		if (errs.n == 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -101,6 +102,9 @@ int main(int argc, char **argv)
 	}
 	if (o.log_level >= 0)
 		log_set_level(o.log_level);
+	/* "<N>" prefixes are for journald; a person at a terminal gets plain
+	 * lines. */
+	log_set_prefix_enabled(!isatty(STDERR_FILENO));
 	if (check)
 		return daemon_check_config(&o) < 0 ? 1 : 0;
 

@@ -119,12 +119,13 @@ static void converge(uint64_t now)
 	for (int round = 0; round < 5; round++) {
 		struct assoc_action *v = NULL;
 		int n = plan(now, true, &v);
+		bool saved = assocs_need_save(m);
 
-		if (assocs_need_save(m))
+		if (saved)
 			assocs_generations_saved(m);
 		kernel_accepts(v, n);
 		assoc_actions_free(v, (size_t)n);
-		if (n == 0 && !assocs_need_save(m))
+		if (n == 0 && !saved)
 			return;
 	}
 }
@@ -255,9 +256,13 @@ START_TEST(test_sender_never_passes_lookahead_minus_one)
 	synced_empty_kernel();
 	converge(0);
 	ck_assert_int_eq(assocs_rotate(m, "web", 10 * SEC, &why), 0);
+	/* Not installed yet: nothing to rotate. */
+	ck_assert_int_eq(assocs_rotate(m, "web", 11 * SEC, &why), -EAGAIN);
+	converge(10 * SEC);
 	/* Within the dwell time: refused. */
 	ck_assert_int_eq(assocs_rotate(m, "web", 11 * SEC, &why), -EBUSY);
 	ck_assert_int_eq(assocs_rotate(m, "web", 20 * SEC, &why), 0);
+	converge(20 * SEC);
 	/* Generation 3 would be beyond what a peer that lost its state
 	 * accepts (floor 0 + W-1). */
 	ck_assert_int_eq(assocs_rotate(m, "web", 30 * SEC, &why), -ERANGE);

@@ -27,8 +27,15 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
-ctl() { "$SRC/build/client/tokenctl" --socket "$SOCK" "$@"; }
+run() {
+    local shown=("$@")
+    [ "$1" = ctl ] && shown[0]=build/client/tokenctl
+    printf '$ %s\n' "${shown[*]}"
+    "$@"
+}
+# The client, with the demo's socket (an installed tokend needs no --socket).
+export TOKEND_SOCKET=$SOCK
+ctl() { "$SRC/build/client/tokenctl" "$@"; }
 
 say "a private network namespace $NS with a veth pair"
 ip netns add "$NS"
@@ -48,8 +55,7 @@ run ctl add ::1a:2b:3c:4d dev demo0
 run ctl show
 run ip -n "$NS" token get dev demo0
 
-say "delete it behind tokend's back (tokend is paused for a moment, so the gap can be seen;"
-say "left running it restores the token within a millisecond)"
+say "delete it behind tokend's back (tokend is paused so the gap shows; running, it repairs within a millisecond)"
 kill -STOP "$PID"
 run ip -n "$NS" token del dev demo0
 run ip -n "$NS" token get dev demo0

@@ -53,6 +53,28 @@ uml_check "fwd policy installed in tunnel mode" \
 tk_stop a
 tk_stop b
 
+# --- the other two combinations: transport over IPv6, tunnel over IPv4 ------
+# mode_case NAME NUMBER FAMILY DST MODE ALGORITHM
+mode_case() {
+    local name=$1 number=$2 family=$3 dst=$4 mode=$5 alg=$6 spi bytes
+    uml_xfrm_flush a
+    uml_xfrm_flush b
+    rm -rf "$TK_DIR"/*.state
+    tk_mirror_configs "$name" "$number" "$family" "mode = $mode" "algorithm = $alg"
+    tk_start a && tk_start b
+    uml_eventually 15 "a: IPv$family $mode association up" tk_assoc_up a "$name"
+    uml_eventually 15 "b: IPv$family $mode association up" tk_assoc_up b "$name"
+    uml_check "ping a -> b through ESP (IPv$family, $mode, $alg)" tk_ping_all a "$dst" 10
+    spi=$(printf '0x%08x' "$(tk_assoc_field a "$name" outbound.spi)")
+    bytes=$(uml_sa_bytes a "$spi")
+    uml_check "IPv$family $mode outbound SA counted the traffic (${bytes:-0} bytes)" \
+        test "${bytes:-0}" -ge 640
+    tk_stop a
+    tk_stop b
+}
+mode_case v6transport 10 6 "$UML_B6" transport aes-gcm-256
+mode_case v4tunnel 11 4 "$UML_B4" tunnel aes-gcm-128
+
 # --- a selector for one protocol ---------------------------------------------
 uml_xfrm_flush a
 uml_xfrm_flush b

@@ -1051,6 +1051,17 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	o->gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
 	o->key_ok = key_matches(a, sa, outbound, o->gen);
 	o->seen = true;
+	/* What the kernel kept is checked, not assumed (case S5): a window
+	 * cut down or switched off weakens anti-replay silently. */
+	if (o->key_ok) {
+		uint32_t kept = sa->has_replay_esn ? sa->replay_esn_window : sa->replay_window;
+		if (kept != a->def.replay_window && !outbound) {
+			snprintf(a->sa_error, sizeof(a->sa_error),
+				 "the kernel kept replay window %u on SA 0x%08x, not %u", kept,
+				 sa->spi, a->def.replay_window);
+			log_warning("%s: %s", a->def.name, a->sa_error);
+		}
+	}
 	/* The peer sends on a newer generation: move the receive window. */
 	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0) {
 		log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",

@@ -1621,7 +1621,8 @@ int daemon_delete_assoc(struct daemon *d, const struct daemon_caller *c, const c
 	int r;
 
 	if (cfg) {
-		snprintf(msg, sizeof(msg), "association %s is declared in %s; remove it there and reload tokend",
+		snprintf(msg, sizeof(msg),
+			 "association %s is declared in %s; remove it there and reload tokend",
 			 name, cfg->where);
 		*ret_error = "io.tokend.ConfigEntry";
 		*ret = daemon_error_params(msg, "name", json_object_new_string(name), "file",

@@ -224,23 +224,37 @@ static bool json_u64(json_object *o, const char *key, uint64_t *ret)
 	return true;
 }
 
+/* An optional list member, absent from files written before it existed.
+ * 0 when absent or empty; 1 with room for *n elements in *ret; -EBADMSG when
+ * the member is not a list; -ENOMEM. */
+static int optional_list(json_object *root, const char *key, size_t size, json_object **arr,
+			 size_t *n, void **ret)
+{
+	*n = 0;
+	if (!json_object_object_get_ex(root, key, arr))
+		return 0;
+	if (!json_object_is_type(*arr, json_type_array))
+		return -EBADMSG;
+	*n = json_object_array_length(*arr);
+	if (*n == 0)
+		return 0;
+	*ret = calloc(*n, size);
+	return *ret ? 1 : -ENOMEM;
+}
+
 /* Files written before associations existed have no such members. */
 static int parse_generations(const char *path, json_object *root, struct store_state *st,
 			     char **ret_error)
 {
 	json_object *arr;
 	size_t n;
+	int r = optional_list(root, "associations", sizeof(*st->generations), &arr, &n,
+			      (void **)&st->generations);
 
-	if (!json_object_object_get_ex(root, "associations", &arr))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array))
+	if (r == -EBADMSG)
 		goto bad;
-	n = json_object_array_length(arr);
-	if (n == 0)
-		return 0;
-	st->generations = calloc(n, sizeof(*st->generations));
-	if (!st->generations)
-		return -ENOMEM;
+	if (r <= 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		json_object *o = json_object_array_get_idx(arr, i), *name;
 		struct store_generation *g = &st->generations[i];
@@ -272,17 +286,13 @@ static int parse_released(const char *path, json_object *root, struct store_stat
 {
 	json_object *arr;
 	size_t n;
+	int r = optional_list(root, "released", sizeof(*st->released), &arr, &n,
+			      (void **)&st->released);
 
-	if (!json_object_object_get_ex(root, "released", &arr))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array))
+	if (r == -EBADMSG)
 		goto bad;
-	n = json_object_array_length(arr);
-	if (n == 0)
-		return 0;
-	st->released = calloc(n, sizeof(*st->released));
-	if (!st->released)
-		return -ENOMEM;
+	if (r <= 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		json_object *v = json_object_array_get_idx(arr, i);
 		int64_t num;
@@ -306,19 +316,15 @@ static int parse_assocs(const char *path, json_object *root, struct store_state 
 	json_object *arr;
 	const char *field, *why = "";
 	size_t n;
+	int r = optional_list(root, "runtime_associations", sizeof(*st->assocs), &arr, &n,
+			      (void **)&st->assocs);
 
-	if (!json_object_object_get_ex(root, "runtime_associations", &arr))
-		return 0;
-	if (!json_object_is_type(arr, json_type_array)) {
+	if (r == -EBADMSG) {
 		set_error(ret_error, "%s: \"runtime_associations\" is not a list", path);
-		return -EBADMSG;
+		return r;
 	}
-	n = json_object_array_length(arr);
-	if (n == 0)
-		return 0;
-	st->assocs = calloc(n, sizeof(*st->assocs));
-	if (!st->assocs)
-		return -ENOMEM;
+	if (r <= 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		if (assoc_def_from_json(json_object_array_get_idx(arr, i), &st->assocs[i], &field,
 					&why) < 0) {

@@ -1533,6 +1533,15 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 	}
 	plan_orphans(&p, m);
 	m->any_dirty = false;
+	/* The plan array moved as it grew: point every SA at its own key
+	 * buffer only now. */
+	for (size_t i = 0; i < p.n; i++) {
+		struct assoc_action *act = &p.v[i];
+		if (act->op != ASSOC_OP_ADD_SA && act->op != ASSOC_OP_UPDATE_SA)
+			continue;
+		act->sa.enc_key = act->key_buf;
+		act->sa.auth_key = act->sa.auth_key_len ? act->key_buf + act->sa.enc_key_len : NULL;
+	}
 	*ret = p.v;
 	return (int)p.n;
 }

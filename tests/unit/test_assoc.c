@@ -405,6 +405,59 @@ START_TEST(test_foreign_sa_on_computed_spi_is_a_conflict)
 }
 END_TEST
 
+/* Many associations make the plan array grow (and move) while it is built:
+ * every SA must still carry its own derived key. */
+START_TEST(test_keys_survive_a_growing_plan)
+{
+	struct assoc_def defs[20];
+	struct assoc_action *v = NULL;
+	int n, sas = 0;
+
+	for (int i = 0; i < 20; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "a%d", i);
+		defs[i] = def(name, (uint32_t)i + 1);
+		defs[i].remote.v4.s_addr = htonl(0xc6336400u + (uint32_t)i + 2);
+		defs[i].remote_net = defs[i].remote;
+	}
+	ck_assert_int_eq(assocs_set_defs(m, defs, 20), 0);
+	synced_empty_kernel();
+	n = plan(0, true, &v);
+	ck_assert_int_gt(n, 32);
+	for (int i = 0; i < n; i++) {
+		struct keys_secret *s;
+		uint8_t want[KEYS_MATERIAL_MAX];
+		size_t len = 0;
+		static const uint8_t secret[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
+						   11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+						   22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+		uint32_t number;
+
+		if (v[i].op != ASSOC_OP_ADD_SA)
+			continue;
+		number = v[i].sa.reqid - REQID_BASE;
+		ck_assert_ptr_eq(v[i].sa.enc_key, v[i].key_buf);
+		ck_assert_int_eq(keys_secret_from_bytes(secret, sizeof(secret), &s), 0);
+		ck_assert_int_eq(
+		    keys_derive(s,
+				&(struct keys_context){.name = defs[number - 1].name,
+						       .number = number,
+						       .family = AF_INET,
+						       .src = &v[i].sa.src,
+						       .dst = &v[i].sa.dst,
+						       .generation = v[i].generation,
+						       .algorithm = KEYS_ALG_AES_GCM_128},
+				want, &len),
+		    0);
+		keys_secret_free(s);
+		ck_assert(memcmp(v[i].sa.enc_key, want, len) == 0);
+		sas++;
+	}
+	ck_assert_int_eq(sas, 20 * 3);
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
 START_TEST(test_def_checks)
 {
 	struct assoc_def d = def("web", 7);
@@ -469,6 +522,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_sender_never_passes_lookahead_minus_one);
 	tcase_add_test(tc, test_orphans_removed_foreign_untouched_released_kept);
 	tcase_add_test(tc, test_foreign_sa_on_computed_spi_is_a_conflict);
+	tcase_add_test(tc, test_keys_survive_a_growing_plan);
 	tcase_add_test(tc, test_def_checks);
 	tcase_add_test(tc, test_def_json_round_trip);
 	tcase_add_test(tc, test_restart_adopts_kernel_outbound);

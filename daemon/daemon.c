@@ -740,7 +740,8 @@ static int open_xfrm(struct daemon *d)
 		if (r < 0)
 			goto fail;
 	}
-	nl_set_rcvbuf(d->xmon, 4 * 1024 * 1024);
+	/* Our own installs are echoed here too: thousands at start. */
+	nl_set_rcvbuf(d->xmon, 32 * 1024 * 1024);
 	return sd_event_add_io(d->event, &d->xmon_source, nl_fd(d->xmon), EPOLLIN, on_xfrm_monitor,
 			       d);
 fail:

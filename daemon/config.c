@@ -1355,6 +1355,18 @@ static const char *format_duration(char *buf, size_t len, uint64_t usec)
 static void check_settings(struct parse_ctx *ctx)
 {
 	const struct config *c = ctx->c;
+
+	/* A sender that moved ahead waits until its peer has had time to read
+	 * its counters and follow (docs/associations.md). */
+	if (c->dwell_usec <= c->counter_interval_usec) {
+		char dw[32], ci[32];
+
+		const char *file = c->files && c->files[0] ? c->files[0] : "config";
+
+		add_error(ctx, file, 0, "%s: dwell (%s) must be longer than counter-interval (%s)",
+			  file, format_duration(dw, sizeof(dw), c->dwell_usec),
+			  format_duration(ci, sizeof(ci), c->counter_interval_usec));
+	}
 	const struct loc *min_at = &ctx->retry_min_at, *max_at = &ctx->retry_max_at;
 	char min[32], max[32], other[PATH_MAX + 32];
 

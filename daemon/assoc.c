@@ -699,7 +699,8 @@ bool assocs_need_save(const struct assocs *m)
 void assocs_generations_saved(struct assocs *m)
 {
 	for (size_t i = 0; i < m->n; i++) {
-		if (m->v[i]->out_saved != m->v[i]->out_gen)
+		/* A generation that just reached the disk can now be installed. */
+		if (m->v[i]->out_saved != m->v[i]->out_gen || !m->v[i]->saved_valid)
 			mark(m, m->v[i]);
 		m->v[i]->out_saved = m->v[i]->out_gen;
 		m->v[i]->saved_valid = true;

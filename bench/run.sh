@@ -8,7 +8,9 @@
 #      next to it, one `ip token set` as a whole process;
 #   2. start: tokend from exec to READY=1 with 500 tokens to apply, against
 #      `ip -n NS -batch` with the same 500 lines; and a restart with the
-#      kernel already right.
+#      kernel already right;
+#   3. IPsec: bench/sa_install.sh (2000 associations, inside User-Mode Linux;
+#      skipped with a loud SKIP when UML is not installed).
 # Prints figures, never pass/fail; exits 0 unless something broke.
 #
 # Environment (all optional):
@@ -471,6 +473,27 @@ row "restart, $n tokens already right: tokend exec -> READY=1" \
     "$(fig_ms warm), $(fig warm_writes) token writes (kernel)"
 echo "(start figures: median of $RUNS runs after 1 warm-up run, min-max in brackets, then the"
 echo " median CPU time, user + system, of the process; for tokend over its whole life)"
+
+# --- 3. installing IPsec associations, inside User-Mode Linux -----------------
+# The host kernel has no ESP: bench/sa_install.sh runs its scenario in UML
+# (tests/uml/run.sh) and prints its own summary. Without UML it is skipped,
+# loudly; the token benchmarks above stand on their own.
+echo
+echo "== 3. installing IPsec associations (bench/sa_install.sh, inside User-Mode Linux)"
+if [ ! -x "${UML_LINUX:-/usr/bin/linux.uml}" ]; then
+    echo "************************************************************************"
+    echo "SKIP: User-Mode Linux (package user-mode-linux) is not installed: the IPsec"
+    echo "      SA install benchmark (bench/sa_install.sh) did not run"
+    echo "************************************************************************"
+else
+    BENCH_BUILD_DIR=$BUILD SA_BENCH_SKIP_BUILD=1 bash "$SRC/bench/sa_install.sh"
+    case $? in
+        0) ;;
+        77) echo "SKIP: the IPsec SA install benchmark skipped itself (see above)" ;;
+        3) broke "SA install benchmark: tokend left the kernel wrong (see its WRONG lines)" ;;
+        *) broke "SA install benchmark failed (bench/sa_install.sh)" ;;
+    esac
+fi
 
 [ "$BROKEN" -eq 0 ] || { echo "run.sh: something broke (see above)" >&2; exit 1; }
 exit 0

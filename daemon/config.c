@@ -207,6 +207,7 @@ struct config *config_new_default(void)
 	c->policy_priority = 0x2800;
 	c->counter_interval_usec = 1 * USEC_PER_SEC;
 	c->dwell_usec = 3 * USEC_PER_SEC;
+	c->netlink_buffer = 32u * 1024 * 1024;
 	c->match = calloc(2, sizeof(*c->match));
 	if (c->match)
 		c->match[0] = strdup("*");
@@ -452,6 +453,8 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 		unsigned prio = c->policy_priority;
 		set_number(ctx, name, &prio, value, 1, UINT_MAX);
 		c->policy_priority = prio;
+	} else if (strcmp(name, "netlink-buffer") == 0) {
+		set_number(ctx, name, &c->netlink_buffer, value, 65536, 1u << 30);
 	} else if (strcmp(name, "counter-interval") == 0) {
 		set_duration(ctx, name, &c->counter_interval_usec, value);
 	} else if (strcmp(name, "dwell") == 0) {

@@ -23,6 +23,9 @@
  *   contest-window = 30s            an entry `contested`
  *   client-timeout = 10s          unfinished message deadline
  *   max-clients = 1024
+ *   netlink-buffer = 33554432     receive buffer of the netlink monitor sockets
+ *                                 (bytes, 65536 and up); an overrun is handled by
+ *                                 a full re-read, a larger buffer makes it rarer
  *   log-level = info              err|warning|notice|info|debug
  *
  *   [global]
@@ -98,6 +101,7 @@ struct config {
 	uint32_t policy_priority;
 	uint64_t counter_interval_usec;
 	uint64_t dwell_usec;
+	unsigned netlink_buffer; /* receive buffer of the monitor sockets, bytes */
 
 	char **files; /* files read, NULL-terminated */
 };

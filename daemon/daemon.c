@@ -419,7 +419,7 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
 		/* The kernel dropped events: what we know may be stale. Read
 		 * everything again with a bigger buffer. */
 		log_warning("netlink monitor overrun (ENOBUFS): re-reading all links");
-		nl_set_rcvbuf(d->mon, 16 * 1024 * 1024);
+		nl_set_rcvbuf(d->mon, (int)(2 * (uint64_t)d->config->netlink_buffer));
 		nl_monitor_read(d->mon, on_rtnl_message, d);
 		resync(d);
 		reconcile(d, true);
@@ -466,7 +466,7 @@ static int open_netlink(struct daemon *d)
 		if (r < 0)
 			return r;
 	}
-	nl_set_rcvbuf(d->mon, 4 * 1024 * 1024);
+	nl_set_rcvbuf(d->mon, (int)d->config->netlink_buffer);
 	r = nl_open(NETLINK_ROUTE, false, &d->req);
 	if (r < 0)
 		return r;
@@ -695,7 +695,7 @@ static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *d
 	if (r == -ENOBUFS) {
 		/* Case S3: keep the socket, ask for a larger buffer, re-read. */
 		log_warning("XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
-		nl_set_rcvbuf(d->xmon, 16 * 1024 * 1024);
+		nl_set_rcvbuf(d->xmon, (int)(2 * (uint64_t)d->config->netlink_buffer));
 		nl_monitor_read(d->xmon, on_xfrm_message, d);
 		d->xfrm_resync_wanted = true;
 	} else if (r < 0) {
@@ -741,7 +741,7 @@ static int open_xfrm(struct daemon *d)
 			goto fail;
 	}
 	/* Our own installs are echoed here too: thousands at start. */
-	nl_set_rcvbuf(d->xmon, 32 * 1024 * 1024);
+	nl_set_rcvbuf(d->xmon, (int)d->config->netlink_buffer);
 	return sd_event_add_io(d->event, &d->xmon_source, nl_fd(d->xmon), EPOLLIN, on_xfrm_monitor,
 			       d);
 fail:

@@ -12,6 +12,8 @@ tk_conf <<EOF
 [tokend]
 log-level = debug
 reconcile-interval = 2s
+# Small, so the forced overrun below really overruns.
+netlink-buffer = 262144
 [global]
 token = ::42
 EOF

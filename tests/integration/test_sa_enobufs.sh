@@ -12,6 +12,8 @@ ip -n "$TK_NS" addr add 192.0.2.1/24 dev va
 tk_conf <<EOF
 [tokend]
 log-level = debug
+# Small enough that the flood below overruns it.
+netlink-buffer = 262144
 [sa web]
 number = 7
 local = 192.0.2.1

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -21,20 +22,40 @@ struct obs_sa {
 	struct xfrm_sa sa;
 	bool outbound;
 	uint64_t gen;
-	bool key_ok; /* its key is the derivation for (direction, gen) */
-	bool seen;
+	bool key_ok;   /* its key is the derivation for (direction, gen) */
+	bool seen;     /* in the current dump (mark and sweep) */
+	int64_t rx_at; /* wall clock when its packet counter last moved */
+};
+
+/* The last move of the sending generation, for `show`. */
+struct rotation_record {
+	int64_t at_ms; /* wall clock */
+	uint64_t from, to;
+	char reason[24];
+	char outcome[200];
 };
 
 struct assoc {
 	struct assoc_def def;
-	const struct keys_algorithm_info *alg;
-	struct keys_secret *secret;
-	char secret_error[320];
+	/* Secrets: [0] the base one, [i + 1] schedule line i (when it names one). */
+	struct keys_secret *secrets[1 + ASSOC_SCHEDULE_MAX];
+	char *secret_errors[1 + ASSOC_SCHEDULE_MAX];
+	char secret_error[320]; /* the one the live generations need */
 
 	uint64_t out_gen;   /* the generation this side sends on */
 	uint64_t out_saved; /* the highest generation on disk */
 	bool saved_valid;
-	uint64_t in_gen;    /* lowest generation of the receive window */
+	uint64_t in_gen;     /* the newest generation the peer was seen sending on */
+	uint64_t in_lo;	     /* lowest inbound generation kept (<= in_gen) */
+	int64_t in_lo_until; /* wall clock: in_lo catches up with in_gen then */
+	bool move_wanted;    /* an early move asked for and not yet made */
+	char move_reason[24];
+	char move_refused[200]; /* why it was not made, as last logged */
+	uint64_t rotations;
+	struct rotation_record last;
+	bool peer_behind; /* the peer sends on a generation the window has left */
+	char peer_note[300];
+	int64_t deadline;   /* wall clock of its next clock-driven step */
 	bool out_sent;	    /* out_gen's SA was in the kernel: losing it means moving on */
 	bool adopted;	    /* the first reconcile after start has run */
 	uint64_t last_move; /* when the sender last moved early */
@@ -75,7 +96,8 @@ struct assocs {
 	bool degraded;
 	bool need_save;
 	bool any_dirty;
-	bool synced; /* a full dump has been read */
+	bool synced;  /* a full dump has been read */
+	int64_t wall; /* ms since the Unix epoch, set by assocs_set_wallclock */
 };
 
 /* --- definitions -------------------------------------------------------- */
@@ -155,6 +177,64 @@ int assoc_def_check(const struct assoc_def *d, const char **why)
 		*why = "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)";
 		return -EINVAL;
 	}
+	if (d->lifetime_sec &&
+	    (d->lifetime_sec < ASSOC_LIFETIME_MIN || d->lifetime_sec > ASSOC_LIFETIME_MAX)) {
+		*why = "lifetime must be whole seconds from 2 to 315360000 (0: no rotation by "
+		       "the clock)";
+		return -EINVAL;
+	}
+	if (d->epoch < 0 || d->epoch >= (1LL << 40)) {
+		*why = "epoch must be Unix seconds from 0 to 2^40-1";
+		return -EINVAL;
+	}
+	if (!d->lifetime_sec && d->overlap_ms) {
+		*why = "overlap needs a lifetime: without rotation by the clock there is no "
+		       "boundary to overlap";
+		return -EINVAL;
+	}
+	if (d->overlap_ms && (d->overlap_ms < 100 || d->overlap_ms >= d->lifetime_sec * 1000)) {
+		*why = "overlap must be at least 100ms and shorter than the lifetime";
+		return -EINVAL;
+	}
+	if (d->n_sched > ASSOC_SCHEDULE_MAX) {
+		*why = "at most 8 schedule lines";
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < d->n_sched; i++) {
+		const struct assoc_sched *s = &d->sched[i];
+		if (s->from < 1 || s->from >= ASSOC_GEN_MAX ||
+		    (i > 0 && s->from <= d->sched[i - 1].from)) {
+			*why = "schedule lines need ascending, distinct \"from\" generations "
+			       "from 1 to 2^48-1";
+			return -EINVAL;
+		}
+		if (!s->has_secret && !s->has_algorithm && !s->has_lifetime) {
+			*why = "a schedule line changes at least one of secret, algorithm, "
+			       "lifetime";
+			return -EINVAL;
+		}
+		if (s->has_algorithm && !keys_algorithm_by_id(s->algorithm)) {
+			*why = "unknown algorithm in a schedule line";
+			return -EINVAL;
+		}
+		if (s->has_secret && s->secret_path[0] != '/') {
+			*why = "a schedule line's secret must be an absolute path";
+			return -EINVAL;
+		}
+		if (s->has_lifetime && !d->lifetime_sec) {
+			*why = "a schedule line can change the lifetime only of an association "
+			       "that has one";
+			return -EINVAL;
+		}
+		if (s->has_lifetime &&
+		    (s->lifetime_sec < ASSOC_LIFETIME_MIN || s->lifetime_sec > ASSOC_LIFETIME_MAX ||
+		     s->lifetime_sec * 1000 <= assoc_overlap_ms(d))) {
+			*why =
+			    "a scheduled lifetime must be 2 to 315360000 seconds and longer than "
+			    "the overlap";
+			return -EINVAL;
+		}
+	}
 	if ((d->local_port || d->remote_port) && d->proto != IPPROTO_TCP &&
 	    d->proto != IPPROTO_UDP && d->proto != IPPROTO_SCTP) {
 		*why = "ports need protocol tcp, udp or sctp";
@@ -162,6 +242,214 @@ int assoc_def_check(const struct assoc_def *d, const char **why)
 	}
 	if (d->local_plen > addr_len(d->family) * 8 || d->remote_plen > addr_len(d->family) * 8) {
 		*why = "a selector prefix is longer than the address";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --- the clock ---------------------------------------------------------- */
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+	int64_t r;
+
+	if (__builtin_add_overflow(a, b, &r))
+		return b > 0 ? INT64_MAX : INT64_MIN;
+	return r;
+}
+
+static int64_t sat_mul(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	if (__builtin_mul_overflow(a, b, &r) || r > (uint64_t)INT64_MAX)
+		return INT64_MAX;
+	return (int64_t)r;
+}
+
+uint64_t assoc_phase_ms(const struct assoc_def *d)
+{
+	static const char label[] = "tokend rotation phase v1";
+	uint8_t buf[sizeof(label) - 1 + 2 + ASSOC_NAME_MAX], md[32];
+	size_t n = sizeof(label) - 1, name_len = strnlen(d->name, ASSOC_NAME_MAX);
+	unsigned md_len = sizeof(md);
+	uint64_t h = 0;
+
+	if (!d->lifetime_sec)
+		return 0;
+	/* SHA-256("tokend rotation phase v1" || number (2 bytes, big endian) ||
+	 * name), first 8 bytes big endian, modulo L in milliseconds: both
+	 * peers share name and number, so they share the phase. */
+	memcpy(buf, label, n);
+	buf[n++] = (uint8_t)(d->number >> 8);
+	buf[n++] = (uint8_t)d->number;
+	memcpy(buf + n, d->name, name_len);
+	n += name_len;
+	if (!EVP_Digest(buf, n, md, &md_len, EVP_sha256(), NULL))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		h = h << 8 | md[i];
+	return h % (d->lifetime_sec * 1000);
+}
+
+uint64_t assoc_overlap_ms(const struct assoc_def *d)
+{
+	if (!d->lifetime_sec)
+		return 0;
+	if (d->overlap_ms)
+		return d->overlap_ms;
+	return d->lifetime_sec * 1000 / 4;
+}
+
+static int64_t first_start_ms(const struct assoc_def *d)
+{
+	/* assoc_def_check keeps the epoch in [0, 2^40). */
+	return sat_add(sat_mul((uint64_t)d->epoch, 1000), (int64_t)assoc_phase_ms(d));
+}
+
+int64_t assoc_gen_start_ms(const struct assoc_def *d, uint64_t gen)
+{
+	int64_t t;
+	uint64_t from = 0, len;
+
+	if (!d->lifetime_sec)
+		return INT64_MIN;
+	t = first_start_ms(d);
+	len = d->lifetime_sec * 1000;
+	for (size_t i = 0; i < d->n_sched; i++) {
+		const struct assoc_sched *s = &d->sched[i];
+		if (!s->has_lifetime)
+			continue;
+		if (s->from >= gen)
+			break;
+		t = sat_add(t, sat_mul(s->from - from, len));
+		from = s->from;
+		len = s->lifetime_sec * 1000;
+	}
+	return sat_add(t, sat_mul(gen - from, len));
+}
+
+uint64_t assoc_clock_gen(const struct assoc_def *d, int64_t t_ms)
+{
+	int64_t start;
+	uint64_t from = 0, len;
+
+	if (!d->lifetime_sec)
+		return 0;
+	start = first_start_ms(d);
+	if (t_ms < start)
+		return 0;
+	len = d->lifetime_sec * 1000;
+	for (size_t i = 0; i < d->n_sched; i++) {
+		const struct assoc_sched *s = &d->sched[i];
+		int64_t end;
+		if (!s->has_lifetime)
+			continue;
+		end = sat_add(start, sat_mul(s->from - from, len));
+		if (t_ms < end)
+			break;
+		start = end;
+		from = s->from;
+		len = s->lifetime_sec * 1000;
+	}
+	return from + (uint64_t)(t_ms - start) / len;
+}
+
+const char *assoc_gen_secret(const struct assoc_def *d, uint64_t gen)
+{
+	const char *p = d->secret_path;
+
+	for (size_t i = 0; i < d->n_sched && d->sched[i].from <= gen; i++)
+		if (d->sched[i].has_secret)
+			p = d->sched[i].secret_path;
+	return p;
+}
+
+enum keys_algorithm assoc_gen_algorithm(const struct assoc_def *d, uint64_t gen)
+{
+	enum keys_algorithm a = d->algorithm;
+
+	for (size_t i = 0; i < d->n_sched && d->sched[i].from <= gen; i++)
+		if (d->sched[i].has_algorithm)
+			a = d->sched[i].algorithm;
+	return a;
+}
+
+/* The index of the secret (0: the base one, i + 1: schedule line i) that
+ * generation `gen` uses. */
+static size_t gen_secret_index(const struct assoc_def *d, uint64_t gen)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < d->n_sched && d->sched[i].from <= gen; i++)
+		if (d->sched[i].has_secret)
+			k = i + 1;
+	return k;
+}
+
+int assoc_sched_parse(const char *value, struct assoc_sched *s, const char **why)
+{
+	char buf[512], *save = NULL, *w, *end;
+	unsigned long long v;
+
+	*s = (struct assoc_sched){0};
+	if (strlen(value) >= sizeof(buf)) {
+		*why = "the line is too long";
+		return -EINVAL;
+	}
+	strcpy(buf, value);
+	w = strtok_r(buf, " \t", &save);
+	if (!w || strcmp(w, "from") != 0 || !(w = strtok_r(NULL, " \t", &save))) {
+		*why = "expected \"from GENERATION\" first";
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(w, &end, 10);
+	if (errno || *end || w[0] == '-' || v < 1 || v >= ASSOC_GEN_MAX) {
+		*why = "the generation after \"from\" must be an integer from 1 to 2^48-1";
+		return -EINVAL;
+	}
+	s->from = v;
+	while ((w = strtok_r(NULL, " \t", &save))) {
+		char *arg = strtok_r(NULL, " \t", &save);
+		if (!arg) {
+			*why = "a keyword without its value";
+			return -EINVAL;
+		}
+		if (strcmp(w, "secret") == 0 && !s->has_secret) {
+			if (arg[0] != '/' || strlen(arg) >= sizeof(s->secret_path)) {
+				*why = "secret needs the absolute path of a file";
+				return -EINVAL;
+			}
+			snprintf(s->secret_path, sizeof(s->secret_path), "%s", arg);
+			s->has_secret = true;
+		} else if (strcmp(w, "algorithm") == 0 && !s->has_algorithm) {
+			const struct keys_algorithm_info *a = keys_algorithm_by_name(arg);
+			if (!a) {
+				*why = "unknown algorithm (aes-gcm-128, aes-gcm-256, "
+				       "aes-cbc-hmac-sha256)";
+				return -EINVAL;
+			}
+			s->algorithm = a->id;
+			s->has_algorithm = true;
+		} else if (strcmp(w, "lifetime") == 0 && !s->has_lifetime) {
+			errno = 0;
+			v = strtoull(arg, &end, 10);
+			if (errno || arg[0] == '-' || (*end && strcmp(end, "s") != 0) ||
+			    v < ASSOC_LIFETIME_MIN || v > ASSOC_LIFETIME_MAX) {
+				*why = "lifetime must be whole seconds from 2 to 315360000";
+				return -EINVAL;
+			}
+			s->lifetime_sec = v;
+			s->has_lifetime = true;
+		} else {
+			*why = "expected secret FILE, algorithm NAME or lifetime SECONDS, each at "
+			       "most once";
+			return -EINVAL;
+		}
+	}
+	if (!s->has_secret && !s->has_algorithm && !s->has_lifetime) {
+		*why = "a schedule line changes at least one of secret, algorithm, lifetime";
 		return -EINVAL;
 	}
 	return 0;
@@ -238,6 +526,7 @@ static const char *const known_fields[] = {"name",	"number",	  "local",
 					   "protocol",	"local_port",	  "remote_port",
 					   "dev",	"replay_window",  "lookahead",
 					   "lifetime",	"lifetime_bytes", "lifetime_packets",
+					   "epoch",	"overlap_ms",	  "schedule",
 					   NULL};
 
 static int def_strings(json_object *o, struct assoc_def *d, const char **field, const char **why)
@@ -329,18 +618,24 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 	    {"lifetime_bytes", UINT64_MAX / 2, false, "lifetime-bytes is too large"},
 	    {"lifetime_packets", 0xffffffffULL, false,
 	     "lifetime-packets must be 1 to 4294967295 (the 32-bit sequence space)"},
-	    {"lifetime", 0xffffffffULL, false, "lifetime (seconds) is too large"},
+	    {"lifetime", ASSOC_LIFETIME_MAX, false,
+	     "lifetime must be whole seconds from 2 to 315360000 (0: no rotation by the clock)"},
+	    {"epoch", (1ULL << 40) - 1, false, "epoch must be Unix seconds from 0 to 2^40-1"},
+	    {"overlap_ms", (uint64_t)ASSOC_LIFETIME_MAX * 1000, false,
+	     "overlap_ms must be shorter than the lifetime"},
 	};
-	uint64_t v[8] = {0,
-			 0,
-			 0,
-			 d->replay_window,
-			 d->lookahead,
-			 d->lifetime_bytes,
-			 d->lifetime_packets,
-			 d->lifetime_sec};
+	uint64_t v[10] = {0,
+			  0,
+			  0,
+			  d->replay_window,
+			  d->lookahead,
+			  d->lifetime_bytes,
+			  d->lifetime_packets,
+			  d->lifetime_sec,
+			  0,
+			  0};
 
-	for (size_t i = 0; i < 8; i++) {
+	for (size_t i = 0; i < 10; i++) {
 		int r = json_get_uint(o, nums[i].key, nums[i].max, &v[i]);
 		if (r < 0 || (r == 0 && nums[i].required)) {
 			*field = nums[i].key;
@@ -356,6 +651,74 @@ static int def_numbers(json_object *o, struct assoc_def *d, const char **field, 
 	d->lifetime_bytes = v[5];
 	d->lifetime_packets = v[6];
 	d->lifetime_sec = v[7];
+	d->epoch = (int64_t)v[8];
+	d->overlap_ms = v[9];
+	return 0;
+}
+
+static int def_schedule(json_object *o, struct assoc_def *d, const char **field, const char **why)
+{
+	json_object *arr;
+	size_t n;
+
+	if (!json_object_object_get_ex(o, "schedule", &arr) ||
+	    json_object_is_type(arr, json_type_null))
+		return 0;
+	*field = "schedule";
+	if (!json_object_is_type(arr, json_type_array))
+		return *why = "an array of {\"from\", \"secret_file\", \"algorithm\", "
+			      "\"lifetime\"} is required",
+		       -EINVAL;
+	n = json_object_array_length(arr);
+	if (n > ASSOC_SCHEDULE_MAX)
+		return *why = "at most 8 schedule entries", -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		struct assoc_sched *s = &d->sched[i];
+		uint64_t num = 0;
+		const char *str = NULL;
+		int r;
+
+		*s = (struct assoc_sched){0};
+		if (!json_object_is_type(e, json_type_object))
+			return *why = "each schedule entry must be an object", -EINVAL;
+		json_object_object_foreach(e, key, val)
+		{
+			(void)val;
+			if (strcmp(key, "from") != 0 && strcmp(key, "secret_file") != 0 &&
+			    strcmp(key, "algorithm") != 0 && strcmp(key, "lifetime") != 0)
+				return *why = "unknown member of a schedule entry (from, "
+					      "secret_file, algorithm, lifetime)",
+				       -EINVAL;
+		}
+		if (json_get_uint(e, "from", ASSOC_GEN_MAX - 1, &num) != 1 || num < 1)
+			return *why = "each schedule entry needs \"from\": a generation from 1 "
+				      "to 2^48-1",
+			       -EINVAL;
+		s->from = num;
+		r = json_get_str(e, "secret_file", &str);
+		if (r < 0 || (r == 1 && (str[0] != '/' || strlen(str) >= sizeof(s->secret_path))))
+			return *why = "secret_file must be an absolute path", -EINVAL;
+		if (r == 1) {
+			snprintf(s->secret_path, sizeof(s->secret_path), "%s", str);
+			s->has_secret = true;
+		}
+		r = json_get_str(e, "algorithm", &str);
+		if (r < 0 || (r == 1 && !keys_algorithm_by_name(str)))
+			return *why = "aes-gcm-128, aes-gcm-256 or aes-cbc-hmac-sha256", -EINVAL;
+		if (r == 1) {
+			s->algorithm = keys_algorithm_by_name(str)->id;
+			s->has_algorithm = true;
+		}
+		r = json_get_uint(e, "lifetime", ASSOC_LIFETIME_MAX, &num);
+		if (r < 0)
+			return *why = "lifetime must be whole seconds from 2 to 315360000", -EINVAL;
+		if (r == 1) {
+			s->lifetime_sec = num;
+			s->has_lifetime = true;
+		}
+	}
+	d->n_sched = n;
 	return 0;
 }
 
@@ -386,6 +749,9 @@ int assoc_def_from_json(json_object *o, struct assoc_def *d, const char **ret_fi
 	if (r < 0)
 		return r;
 	r = def_numbers(o, d, ret_field, why);
+	if (r < 0)
+		return r;
+	r = def_schedule(o, d, ret_field, why);
 	if (r < 0)
 		return r;
 	*ret_field = NULL;
@@ -435,6 +801,33 @@ json_object *assoc_def_to_json(const struct assoc_def *d)
 	json_object_object_add(o, "replay_window", json_object_new_int((int)d->replay_window));
 	json_object_object_add(o, "lookahead", json_object_new_int((int)d->lookahead));
 	json_object_object_add(o, "lifetime", json_object_new_int64((int64_t)d->lifetime_sec));
+	if (d->epoch)
+		json_object_object_add(o, "epoch", json_object_new_int64(d->epoch));
+	if (d->overlap_ms)
+		json_object_object_add(o, "overlap_ms",
+				       json_object_new_int64((int64_t)d->overlap_ms));
+	if (d->n_sched) {
+		json_object *arr = json_object_new_array();
+		for (size_t i = 0; i < d->n_sched; i++) {
+			const struct assoc_sched *sc = &d->sched[i];
+			json_object *e = json_object_new_object();
+			json_object_object_add(e, "from", json_object_new_int64((int64_t)sc->from));
+			if (sc->has_secret)
+				json_object_object_add(e, "secret_file",
+						       json_object_new_string(sc->secret_path));
+			if (sc->has_algorithm)
+				json_object_object_add(
+				    e, "algorithm",
+				    json_object_new_string(
+					keys_algorithm_by_id(sc->algorithm)->name));
+			if (sc->has_lifetime)
+				json_object_object_add(
+				    e, "lifetime",
+				    json_object_new_int64((int64_t)sc->lifetime_sec));
+			json_object_array_add(arr, e);
+		}
+		json_object_object_add(o, "schedule", arr);
+	}
 	json_object_object_add(o, "lifetime_bytes",
 			       json_object_new_int64((int64_t)d->lifetime_bytes));
 	json_object_object_add(o, "lifetime_packets",
@@ -474,7 +867,10 @@ static void assoc_free(struct assoc *a)
 {
 	if (!a)
 		return;
-	keys_secret_free(a->secret);
+	for (size_t k = 0; k <= ASSOC_SCHEDULE_MAX; k++) {
+		keys_secret_free(a->secrets[k]);
+		free(a->secret_errors[k]);
+	}
 	free(a->sas);
 	free(a);
 }
@@ -539,26 +935,101 @@ static void mark(struct assocs *m, struct assoc *a)
 	m->any_dirty = true;
 }
 
+void assocs_set_wallclock(struct assocs *m, int64_t t_ms)
+{
+	m->wall = t_ms;
+}
+
+int64_t assocs_next_deadline(const struct assocs *m)
+{
+	int64_t d = INT64_MAX;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i]->adopted && m->v[i]->deadline < d && !released(m, m->v[i]->def.number))
+			d = m->v[i]->deadline;
+	return d;
+}
+
+void assocs_tick(struct assocs *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i]->adopted && m->v[i]->deadline <= m->wall)
+			mark(m, m->v[i]);
+}
+
+void assocs_clock_stepped(struct assocs *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		mark(m, m->v[i]);
+}
+
 static void set_state(struct assoc *a, const char *state, const char *reason)
 {
 	snprintf(a->state, sizeof(a->state), "%s", state);
 	snprintf(a->reason, sizeof(a->reason), "%s", reason ? reason : "");
 }
 
-static void load_secret(struct assoc *a)
+/* The first generation that still matters: older ones are neither sent
+ * nor received again, so their secret may be gone. */
+static uint64_t live_floor(const struct assocs *m, const struct assoc *a)
 {
-	char *err = NULL;
+	uint64_t lo = assoc_clock_gen(&a->def, m->wall - (int64_t)assoc_overlap_ms(&a->def));
 
-	keys_secret_free(a->secret);
-	a->secret = NULL;
-	a->secret_error[0] = '\0';
-	if (keys_secret_load(a->def.secret_path, &a->secret, &err) < 0) {
-		snprintf(a->secret_error, sizeof(a->secret_error), "%s",
-			 err ? err : "cannot load the secret");
-		log_error("%s: %s; its policies stay, so its traffic is blocked", a->def.name,
-			  a->secret_error);
+	if (a->saved_valid || a->adopted) {
+		uint64_t mine = a->in_lo < a->out_gen ? a->in_lo : a->out_gen;
+		if (mine < lo)
+			lo = mine;
 	}
-	free(err);
+	return lo;
+}
+
+bool assoc_secret_retired(const struct assoc_def *d, size_t k, uint64_t lo)
+{
+	for (size_t i = k; i < d->n_sched; i++)
+		if (d->sched[i].has_secret)
+			return d->sched[i].from <= lo;
+	return false;
+}
+
+/* Load the base secret and those of the schedule lines. A secret whose
+ * generations are all behind may be missing: it was retired. */
+static void load_secrets(const struct assocs *m, struct assoc *a)
+{
+	uint64_t lo = live_floor(m, a);
+
+	a->secret_error[0] = '\0';
+	for (size_t k = 0; k <= a->def.n_sched; k++) {
+		const char *path = k == 0 ? a->def.secret_path : a->def.sched[k - 1].secret_path;
+		char *err = NULL;
+
+		keys_secret_free(a->secrets[k]);
+		a->secrets[k] = NULL;
+		free(a->secret_errors[k]);
+		a->secret_errors[k] = NULL;
+		if (k > 0 && !a->def.sched[k - 1].has_secret)
+			continue;
+		if (keys_secret_load(path, &a->secrets[k], &err) == 0)
+			continue;
+		a->secret_errors[k] = strdup(err ? err : "cannot load the secret");
+		free(err);
+		if (assoc_secret_retired(&a->def, k, lo)) {
+			log_debug("%s: secret %s is no longer needed (%s)", a->def.name, path,
+				  a->secret_errors[k] ? a->secret_errors[k] : "");
+			continue;
+		}
+		if (!a->secret_error[0]) {
+			snprintf(a->secret_error, sizeof(a->secret_error), "%s",
+				 a->secret_errors[k] ? a->secret_errors[k]
+						     : "cannot load a secret");
+			log_error("%s: %s; its policies stay, so its traffic is blocked",
+				  a->def.name, a->secret_error);
+		}
+	}
+}
+
+static const struct keys_secret *gen_secret(const struct assoc *a, uint64_t gen)
+{
+	return a->secrets[gen_secret_index(&a->def, gen)];
 }
 
 /* A decoded SA names its algorithms through pointers into its own buffers:
@@ -626,8 +1097,7 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 
 		if (old && !def_changed_keys(&old->def, &defs[i])) {
 			old->def = defs[i];
-			old->alg = keys_algorithm_by_id(defs[i].algorithm);
-			load_secret(old); /* the file may have been replaced */
+			load_secrets(m, old); /* the file may have been replaced */
 			v[i] = old;
 		} else {
 			v[i] = calloc(1, sizeof(**v));
@@ -640,9 +1110,8 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 				return -ENOMEM;
 			}
 			v[i]->def = defs[i];
-			v[i]->alg = keys_algorithm_by_id(defs[i].algorithm);
 			set_state(v[i], "pending", NULL);
-			load_secret(v[i]);
+			load_secrets(m, v[i]);
 		}
 		mark(m, v[i]);
 	}
@@ -663,6 +1132,44 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 	return 0;
 }
 
+static uint64_t window_hi(const struct assocs *m, const struct assoc *a);
+
+int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, size_t n, char *err,
+			  size_t len)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct assoc_def *d = &defs[i];
+		const struct assoc *a = find_name(m, d->name);
+		uint64_t lo, hi;
+
+		/* New, redefined from scratch, or a new clock: nothing to keep. */
+		if (!a || !a->adopted || def_changed_keys(&a->def, d) ||
+		    a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch)
+			continue;
+		lo = a->in_lo < a->out_gen ? a->in_lo : a->out_gen;
+		hi = window_hi(m, a);
+		if (a->out_gen > hi)
+			hi = a->out_gen;
+		for (uint64_t g = lo; g <= hi + 1; g++) {
+			bool same =
+			    g > hi ||
+			    (strcmp(assoc_gen_secret(&a->def, g), assoc_gen_secret(d, g)) == 0 &&
+			     assoc_gen_algorithm(&a->def, g) == assoc_gen_algorithm(d, g));
+			if (same && assoc_gen_start_ms(&a->def, g) == assoc_gen_start_ms(d, g))
+				continue;
+			snprintf(err, len,
+				 "association %s: the schedule changes generation %llu, which is "
+				 "already installed or in use (generations %llu-%llu); a scheduled "
+				 "change must start at generation %llu or later",
+				 d->name, (unsigned long long)(g > hi ? g - 1 : g),
+				 (unsigned long long)lo, (unsigned long long)hi,
+				 (unsigned long long)(hi + 1));
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -670,7 +1177,7 @@ void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, 
 		if (!a)
 			continue;
 		a->out_gen = a->out_saved = v[i].out_gen;
-		a->in_gen = v[i].in_gen;
+		a->in_gen = a->in_lo = v[i].in_gen;
 		a->saved_valid = true;
 	}
 }
@@ -757,10 +1264,11 @@ static uint32_t assoc_dir_spi(const struct assoc *a, bool outbound, uint64_t gen
 /* Derive generation `gen` of one direction into buf; *len gets its size. */
 static int derive(const struct assoc *a, bool outbound, uint64_t gen, uint8_t *buf, size_t *len)
 {
+	const struct keys_secret *secret = gen_secret(a, gen);
 	const union xfrm_addr_any *src, *dst;
 	struct keys_context ctx;
 
-	if (!a->secret)
+	if (!secret)
 		return -ENOKEY;
 	dir_addrs(a, outbound, &src, &dst);
 	ctx = (struct keys_context){
@@ -770,19 +1278,37 @@ static int derive(const struct assoc *a, bool outbound, uint64_t gen, uint8_t *b
 	    .src = src,
 	    .dst = dst,
 	    .generation = gen,
-	    .algorithm = a->def.algorithm,
+	    .algorithm = assoc_gen_algorithm(&a->def, gen),
 	};
-	return keys_derive(a->secret, &ctx, buf, len);
+	return keys_derive(secret, &ctx, buf, len);
 }
 
-/* The kernel's limits for an SA. A time limit applies to outbound SAs
- * only: the soft limit makes the sender move to the next generation (as a
- * byte or packet limit does), the hard one, half a lifetime later, ends an SA
- * that was not replaced. Inbound SAs go when the window moves past them; a
- * time limit there would expire lookahead SAs before the peer used them. */
-static void lifetimes(const struct assoc *a, bool outbound, struct xfrm_lifetime_cfg *lft)
+/* When the kernel should end an SA by the clock, in whole seconds since
+ * the Unix epoch (0: never). An outbound SA soft-expires at the end of its
+ * generation (the sender moves on then, if the timer has not moved it
+ * already) and hard-expires an overlap later; an inbound one hard-expires
+ * an overlap after the end of its generation, when the receive window
+ * leaves it anyway. The kernel then cleans up by itself even while tokend
+ * is down, and a key is never used much past its time. */
+static uint64_t clock_end_sec(const struct assoc *a, uint64_t gen, bool with_overlap)
+{
+	int64_t end = assoc_gen_start_ms(&a->def, gen + 1);
+
+	if (end == INT64_MIN || end == INT64_MAX || end <= 0)
+		return 0;
+	if (with_overlap)
+		end = sat_add(end, (int64_t)assoc_overlap_ms(&a->def));
+	return ((uint64_t)end + 999) / 1000; /* never before the time itself */
+}
+
+/* The kernel's limits for an SA of generation `gen`; time limits are
+ * relative to `base_sec`, the SA's add time (now, for a new one). */
+static void lifetimes(const struct assoc *a, bool outbound, uint64_t gen, uint64_t base_sec,
+		      struct xfrm_lifetime_cfg *lft)
 {
 	uint64_t hard_p = a->def.lifetime_packets;
+	uint64_t soft_t = outbound ? clock_end_sec(a, gen, false) : 0;
+	uint64_t hard_t = clock_end_sec(a, gen, true);
 
 	*lft = (struct xfrm_lifetime_cfg){
 	    .soft_byte_limit = XFRM_INF,
@@ -794,20 +1320,24 @@ static void lifetimes(const struct assoc *a, bool outbound, struct xfrm_lifetime
 		lft->hard_byte_limit = a->def.lifetime_bytes;
 		lft->soft_byte_limit = a->def.lifetime_bytes - a->def.lifetime_bytes / 10;
 	}
-	if (outbound && a->def.lifetime_sec) {
-		lft->soft_add_expires_seconds = a->def.lifetime_sec;
-		lft->hard_add_expires_seconds = a->def.lifetime_sec + (a->def.lifetime_sec + 1) / 2;
-	}
+	if (soft_t)
+		lft->soft_add_expires_seconds = soft_t > base_sec ? soft_t - base_sec : 1;
+	if (hard_t)
+		lft->hard_add_expires_seconds = hard_t > base_sec ? hard_t - base_sec : 1;
 }
 
 /* The SA of (direction, gen), keys in act->key_buf. */
 static int build_sa(const struct assocs *m, const struct assoc *a, bool outbound, uint64_t gen,
-		    struct assoc_action *act)
+		    uint64_t base_sec, struct assoc_action *act)
 {
+	const struct keys_algorithm_info *alg =
+	    keys_algorithm_by_id(assoc_gen_algorithm(&a->def, gen));
 	const union xfrm_addr_any *src, *dst;
 	size_t len = 0;
 	int r;
 
+	if (!alg)
+		return -EINVAL;
 	r = derive(a, outbound, gen, act->key_buf, &len);
 	if (r < 0)
 		return r;
@@ -821,16 +1351,17 @@ static int build_sa(const struct assocs *m, const struct assoc *a, bool outbound
 	    .mode = a->def.mode,
 	    .reqid = m->set.reqid_base + a->def.number,
 	    .replay_window = a->def.replay_window,
-	    .enc_name = a->alg->kernel_enc,
-	    .aead = a->alg->aead,
-	    .icv_bits = a->alg->icv_bits,
-	    .auth_name = a->alg->kernel_auth,
+	    .enc_name = alg->kernel_enc,
+	    .aead = alg->aead,
+	    .icv_bits = alg->icv_bits,
+	    .auth_name = alg->kernel_auth,
 	    .enc_key = act->key_buf,
-	    .enc_key_len = a->alg->enc_key_len,
-	    .auth_key = a->alg->auth_key_len ? act->key_buf + a->alg->enc_key_len : NULL,
-	    .auth_key_len = a->alg->auth_key_len,
+	    .enc_key_len = alg->enc_key_len,
+	    .auth_key = alg->auth_key_len ? act->key_buf + alg->enc_key_len : NULL,
+	    .auth_key_len = alg->auth_key_len,
 	};
-	lifetimes(a, outbound, &act->sa.lft);
+	lifetimes(a, outbound, gen, base_sec, &act->sa.lft);
+	act->sa.cur.add_time = base_sec; /* not sent: what observe_done records */
 	act->generation = gen;
 	act->outbound = outbound;
 	return 0;
@@ -931,17 +1462,35 @@ static bool key_matches(const struct assoc *a, const struct xfrm_sa *sa, bool ou
 	return ok;
 }
 
-static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa, bool outbound)
+/* Time limits are compared as the instants they stand for (add time +
+ * seconds), which clock steps do not change; the kernel's add time is
+ * whole seconds, hence the second of slack. */
+static bool time_limit_matches(uint64_t add_time, uint64_t have, uint64_t want_abs)
+{
+	uint64_t abs;
+
+	if (!want_abs)
+		return have == 0;
+	if (!have)
+		return false;
+	abs = add_time + have;
+	return abs + 1 >= want_abs && abs <= want_abs + 1;
+}
+
+static bool lft_matches(const struct assoc *a, const struct xfrm_sa *sa, bool outbound,
+			uint64_t gen)
 {
 	struct xfrm_lifetime_cfg want;
 
-	lifetimes(a, outbound, &want);
+	lifetimes(a, outbound, gen, sa->cur.add_time, &want);
 	return sa->lft.soft_byte_limit == want.soft_byte_limit &&
 	       sa->lft.hard_byte_limit == want.hard_byte_limit &&
 	       sa->lft.soft_packet_limit == want.soft_packet_limit &&
 	       sa->lft.hard_packet_limit == want.hard_packet_limit &&
-	       sa->lft.soft_add_expires_seconds == want.soft_add_expires_seconds &&
-	       sa->lft.hard_add_expires_seconds == want.hard_add_expires_seconds;
+	       time_limit_matches(sa->cur.add_time, sa->lft.soft_add_expires_seconds,
+				  outbound ? clock_end_sec(a, gen, false) : 0) &&
+	       time_limit_matches(sa->cur.add_time, sa->lft.hard_add_expires_seconds,
+				  clock_end_sec(a, gen, true));
 }
 
 static void update_state(struct assoc *a);
@@ -1016,12 +1565,31 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
 	}
 }
 
+/* The receive window after the peer was seen sending on generation `gen`:
+ * older inbound SAs stay for the overlap (packets still in flight), then go. */
+static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t spi)
+{
+	log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
+		 a->def.name, (unsigned long long)gen, spi);
+	if (a->peer_behind) {
+		log_info("%s: the peer is in step again: its packets on generation %llu are "
+			 "received",
+			 a->def.name, (unsigned long long)gen);
+		a->peer_behind = false;
+		a->peer_note[0] = '\0';
+	}
+	a->in_gen = gen;
+	a->in_lo_until = m->wall + (int64_t)assoc_overlap_ms(&a->def);
+	m->need_save = true;
+}
+
 void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 {
 	uint32_t number;
 	struct assoc *a;
 	struct obs_sa *o;
-	bool outbound;
+	bool outbound, fresh = false;
+	uint64_t gen;
 
 	if (sa->proto != IPPROTO_ESP)
 		return;
@@ -1046,11 +1614,19 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		a->sas = v;
 		o = &a->sas[a->n_sas++];
 		*o = (struct obs_sa){0};
+		fresh = true;
 	}
+	gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
+	/* The same SA as before (same generation, same key) needs no new
+	 * derivation: counter reads see every SA every interval. */
+	if (fresh || o->gen != gen || o->outbound != outbound ||
+	    memcmp(o->sa.key_digest, sa->key_digest, sizeof(sa->key_digest)) != 0)
+		o->key_ok = key_matches(a, sa, outbound, gen);
+	if (sa->cur.packets > 0 && (fresh || sa->cur.packets != o->sa.cur.packets))
+		o->rx_at = m->wall;
 	sa_copy(&o->sa, sa);
 	o->outbound = outbound;
-	o->gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
-	o->key_ok = key_matches(a, sa, outbound, o->gen);
+	o->gen = gen;
 	o->seen = true;
 	/* What the kernel kept is checked, not assumed (case S5): a window
 	 * cut down or switched off weakens anti-replay silently. */
@@ -1064,12 +1640,8 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		}
 	}
 	/* The peer sends on a newer generation: move the receive window. */
-	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0) {
-		log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
-			 a->def.name, (unsigned long long)o->gen, sa->spi);
-		a->in_gen = o->gen;
-		m->need_save = true;
-	}
+	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0)
+		peer_moved(m, a, o->gen, sa->spi);
 	(void)now;
 	mark(m, a);
 	update_state(a);
@@ -1106,13 +1678,25 @@ void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, ui
 		log_info("%s: SA 0x%08x reached its hard limit", a->def.name, sa->spi);
 		obs_remove(a, sa->spi);
 	} else if (outbound && sa->spi == assoc_dir_spi(a, true, a->out_gen)) {
-		const char *why = NULL;
-		log_info("%s: outbound SA 0x%08x reached its soft limit; moving to the next "
-			 "generation",
-			 a->def.name, sa->spi);
-		if (assocs_rotate(m, a->def.name, now, &why) < 0)
-			log_warning("%s: cannot move ahead yet: %s", a->def.name, why);
+		if (assoc_clock_gen(&a->def, m->wall) > a->out_gen) {
+			/* Its time is up: the boundary move, which the timer
+			 * may have made already. */
+			log_debug("%s: outbound SA 0x%08x reached the end of its generation",
+				  a->def.name, sa->spi);
+		} else {
+			/* A byte or packet limit before its time: move early,
+			 * as `tokenctl rotate` does (dwell permitting). */
+			bool bytes =
+			    a->def.lifetime_bytes && sa->cur.bytes >= sa->lft.soft_byte_limit;
+			log_info("%s: outbound SA 0x%08x reached its soft %s limit; moving to the "
+				 "next generation",
+				 a->def.name, sa->spi, bytes ? "byte" : "packet");
+			a->move_wanted = true;
+			snprintf(a->move_reason, sizeof(a->move_reason), "soft %s limit",
+				 bytes ? "byte" : "packet");
+		}
 	}
+	(void)now;
 	mark(m, a);
 }
 
@@ -1181,7 +1765,10 @@ void assocs_resync_begin(struct assocs *m)
 {
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
-		a->n_sas = 0;
+		/* Mark and sweep: what an SA was (its counters, its checked
+		 * key) outlives the dump that sees it again. */
+		for (size_t k = 0; k < a->n_sas; k++)
+			a->sas[k].seen = false;
 		a->foreign[0] = '\0';
 		for (int d = 0; d < DIR_MAX; d++)
 			a->pol_seen[d] = false;
@@ -1192,41 +1779,84 @@ void assocs_resync_begin(struct assocs *m)
 void assocs_resync_end(struct assocs *m)
 {
 	m->synced = true;
-	for (size_t i = 0; i < m->n; i++)
-		mark(m, m->v[i]);
+	for (size_t i = 0; i < m->n; i++) {
+		struct assoc *a = m->v[i];
+		for (size_t k = 0; k < a->n_sas;)
+			if (!a->sas[k].seen)
+				a->sas[k] = a->sas[--a->n_sas];
+			else
+				k++;
+		mark(m, a);
+	}
 }
 
 /* --- operations -------------------------------------------------------- */
 
-/* The highest generation a sender may use: W-1 past the clock's floor, so a
- * peer that lost its state (window [floor, floor+W]) still accepts it.
- * Until rotation by the clock exists, the floor is generation 0. */
-static uint64_t out_ceiling(const struct assoc *a)
+/* The generation the clock gives now: every direction sends on at least
+ * this one (0 without a lifetime). */
+static uint64_t clock_floor(const struct assocs *m, const struct assoc *a)
 {
-	return a->def.lookahead - 1;
+	return assoc_clock_gen(&a->def, m->wall);
 }
 
-static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, bool force_dwell,
+/* The highest generation a sender may use: W-1 past the clock's floor, so a
+ * peer that lost its state (window [floor, floor+W]) still accepts it, with
+ * one generation to spare for a clock a little behind. */
+static uint64_t out_ceiling(const struct assocs *m, const struct assoc *a)
+{
+	return clock_floor(m, a) + a->def.lookahead - 1;
+}
+
+static void record_move(struct assocs *m, struct assoc *a, uint64_t from, const char *reason)
+{
+	a->rotations++;
+	a->last = (struct rotation_record){.at_ms = m->wall, .from = from, .to = a->out_gen};
+	snprintf(a->last.reason, sizeof(a->last.reason), "%s", reason);
+	snprintf(a->last.outcome, sizeof(a->last.outcome), "pending");
+	a->out_sent = false;
+	a->move_wanted = false;
+	m->need_save = true;
+	mark(m, a);
+	log_info("%s: rotation %llu: sending moves from generation %llu to %llu (%s), SPI 0x%08x",
+		 a->def.name, (unsigned long long)a->rotations, (unsigned long long)from,
+		 (unsigned long long)a->out_gen, reason, assoc_dir_spi(a, true, a->out_gen));
+}
+
+/* An early move: one generation ahead of the clock, at most once per dwell
+ * and never past the ceiling. */
+static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, const char *reason,
 		      const char **why)
 {
-	if (a->out_gen + 1 > out_ceiling(a)) {
-		*why = "every generation the peer is sure to accept has been used (raise "
-		       "lookahead, or wait for the clock to move the floor)";
+	uint64_t from = a->out_gen;
+
+	if (a->out_gen + 1 > out_ceiling(m, a)) {
+		*why = a->def.lifetime_sec
+			   ? "every generation the peer is sure to accept has been used until "
+			     "the clock moves on (raise lookahead for more early moves per period)"
+			   : "every generation the peer is sure to accept has been used (raise "
+			     "lookahead, or give the association a lifetime so the clock moves "
+			     "the floor)";
 		return -ERANGE;
 	}
-	if (!force_dwell && a->last_move && now - a->last_move < m->set.dwell_usec) {
+	if (a->last_move && now - a->last_move < m->set.dwell_usec) {
 		*why = "the sender moved ahead moments ago; the peer needs time to follow";
 		return -EBUSY;
 	}
 	a->out_gen++;
-	a->out_sent = false;
 	a->last_move = now;
 	a->moves++;
-	m->need_save = true;
-	mark(m, a);
-	log_info("%s: sending moves to generation %llu (SPI 0x%08x)", a->def.name,
-		 (unsigned long long)a->out_gen, assoc_dir_spi(a, true, a->out_gen));
+	record_move(m, a, from, reason);
 	return 0;
+}
+
+/* The clock passed a boundary (or several: a clock step or a long pause):
+ * straight to the clock's generation, one move however far it is. */
+static void clock_move(struct assocs *m, struct assoc *a, uint64_t floor)
+{
+	uint64_t from = a->out_gen;
+
+	a->out_gen = floor;
+	record_move(m, a, from, floor - from > 1 ? "clock, several periods" : "clock");
 }
 
 int assocs_rotate(struct assocs *m, const char *name, uint64_t now, const char **why)
@@ -1241,7 +1871,7 @@ int assocs_rotate(struct assocs *m, const char *name, uint64_t now, const char *
 		*why = "its outbound SA is not installed, so there is nothing to rotate";
 		return -EAGAIN;
 	}
-	return move_ahead(m, a, now, false, why);
+	return move_ahead(m, a, now, "rotate", why);
 }
 
 int assocs_release(struct assocs *m, const char *name, json_object **ret)
@@ -1306,14 +1936,16 @@ static void plan_pop(struct plan *p)
 	p->n--;
 }
 
+/* base_sec: the add time the SA's time limits count from (the kernel's,
+ * for an update; now, for a new SA). */
 static void plan_sa(struct plan *p, const struct assocs *m, struct assoc *a, enum assoc_op op,
-		    bool outbound, uint64_t gen)
+		    bool outbound, uint64_t gen, uint64_t base_sec)
 {
 	struct assoc_action *act = plan_push(p, op, a->def.name);
 
 	if (!act)
 		return;
-	if (build_sa(m, a, outbound, gen, act) < 0) {
+	if (build_sa(m, a, outbound, gen, base_sec, act) < 0) {
 		plan_pop(p);
 		return;
 	}
@@ -1343,8 +1975,8 @@ static void plan_policy(struct plan *p, const char *name, enum assoc_op op,
  * no key and sequence number pair is ever sent twice. */
 static void adopt(struct assocs *m, struct assoc *a)
 {
+	uint64_t floor = clock_floor(m, a), best = 0;
 	bool found = false;
-	uint64_t best = 0;
 
 	a->adopted = true;
 	for (size_t i = 0; i < a->n_sas; i++) {
@@ -1359,18 +1991,68 @@ static void adopt(struct assocs *m, struct assoc *a)
 		a->out_sent = true;
 		if (!a->saved_valid || best > a->out_saved)
 			m->need_save = true;
-		return;
+		return; /* behind the clock: plan_outbound moves it on */
 	}
 	if (a->saved_valid) {
-		a->out_gen = a->out_saved + 1;
+		a->out_gen = a->out_saved + 1 > floor ? a->out_saved + 1 : floor;
 		log_info("%s: no outbound SA in the kernel; generation %llu was used before, so "
 			 "sending starts on %llu",
 			 a->def.name, (unsigned long long)a->out_saved,
 			 (unsigned long long)a->out_gen);
 	} else {
-		a->out_gen = 0;
+		a->out_gen = floor;
+		if (a->def.lifetime_sec)
+			log_info("%s: sending starts on generation %llu, the clock's", a->def.name,
+				 (unsigned long long)floor);
 	}
 	m->need_save = true;
+}
+
+/* The receive window [in_lo, hi]. The clock raises it: a generation that
+ * ended more than an overlap ago is not received any more. Generations the
+ * peer has left stay for an overlap after it was seen on a newer one. */
+static void window_update(struct assocs *m, struct assoc *a)
+{
+	uint64_t ov = assoc_overlap_ms(&a->def);
+	uint64_t lo_clock = assoc_clock_gen(&a->def, m->wall - (int64_t)ov);
+
+	if (a->in_gen < lo_clock) {
+		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
+		int64_t recent = (int64_t)(2 * m->set.counter_interval_usec / 1000) + 1000;
+
+		/* Still receiving on a generation the clock retires: the
+		 * peer's clock (or epoch) is behind ours by more than the
+		 * overlap, and its packets are dropped from now on. */
+		if (a->adopted && o && o->key_ok && o->rx_at && m->wall - o->rx_at <= recent) {
+			snprintf(a->peer_note, sizeof(a->peer_note),
+				 "the peer still sends on generation %llu, which ended more than "
+				 "the overlap (%llu ms) ago: its clock or epoch is behind ours, so "
+				 "its packets are dropped until it moves on to generation %llu",
+				 (unsigned long long)a->in_gen, (unsigned long long)ov,
+				 (unsigned long long)lo_clock);
+			if (!a->peer_behind)
+				log_warning("%s: %s", a->def.name, a->peer_note);
+			a->peer_behind = true;
+		}
+		a->in_gen = lo_clock;
+		m->need_save = true;
+	}
+	if (a->in_lo > a->in_gen || (a->in_lo < a->in_gen && m->wall >= a->in_lo_until))
+		a->in_lo = a->in_gen;
+	if (a->in_lo < lo_clock)
+		a->in_lo = lo_clock;
+}
+
+static uint64_t window_hi(const struct assocs *m, const struct assoc *a)
+{
+	uint64_t floor = clock_floor(m, a);
+
+	return (a->in_gen > floor ? a->in_gen : floor) + a->def.lookahead;
+}
+
+static uint64_t wall_sec(const struct assocs *m)
+{
+	return m->wall > 0 ? (uint64_t)m->wall / 1000 : 0;
 }
 
 static void plan_policies(struct plan *p, const struct assocs *m, struct assoc *a)
@@ -1398,10 +2080,15 @@ static void plan_policies(struct plan *p, const struct assocs *m, struct assoc *
 
 static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uint64_t now)
 {
+	uint64_t floor = clock_floor(m, a);
 	uint32_t spi = assoc_dir_spi(a, true, a->out_gen);
 	struct obs_sa *o = obs_find(a, spi);
 	const char *why = NULL;
 
+	if (a->out_gen < floor) {
+		clock_move(m, a, floor);
+		return; /* installed once the new generation is on disk */
+	}
 	if (o && !o->key_ok) {
 		snprintf(a->conflict, sizeof(a->conflict),
 			 "the outbound SA 0x%08x in the kernel does not carry the derived key; "
@@ -1413,29 +2100,46 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 		/* Lost: never send twice under one key. Move to the next
 		 * generation, which the peer already accepts. */
 		log_info("%s: outbound SA 0x%08x was lost", a->def.name, spi);
-		if (move_ahead(m, a, now, false, &why) < 0) {
+		a->out_sent = false;
+		a->move_wanted = true;
+		snprintf(a->move_reason, sizeof(a->move_reason), "outbound SA lost");
+	}
+	if (a->move_wanted) {
+		if (move_ahead(m, a, now, a->move_reason[0] ? a->move_reason : "soft limit",
+			       &why) == 0) {
+			a->move_reason[0] = '\0';
+			return; /* installed once the new generation is on disk */
+		}
+		if (!o) {
 			snprintf(a->sa_error, sizeof(a->sa_error),
 				 "the outbound SA was lost and cannot be replaced yet: %s", why);
 			return;
 		}
-		return; /* installed once the new generation is on disk */
+		if (strcmp(why, a->move_refused) != 0)
+			log_warning("%s: cannot move ahead yet: %s", a->def.name, why);
+		snprintf(a->move_refused, sizeof(a->move_refused), "%s", why);
+	} else {
+		a->move_refused[0] = '\0';
 	}
 	if (a->out_gen > a->out_saved || !a->saved_valid)
 		return; /* waiting for the state file */
-	if (!o && a->out_gen > out_ceiling(a)) {
+	if (!o && a->out_gen > out_ceiling(m, a)) {
 		/* Used generations are never sent on again, and a peer that
 		 * lost its state would not accept this one. */
 		snprintf(a->sa_error, sizeof(a->sa_error),
 			 "generation %llu would be the next to send on, but a peer that lost its "
-			 "state accepts generations up to %llu only (floor 0 + lookahead - 1); "
-			 "raise lookahead on both peers",
-			 (unsigned long long)a->out_gen, (unsigned long long)out_ceiling(a));
+			 "state accepts generations up to %llu only (floor %llu + lookahead - 1); "
+			 "%s",
+			 (unsigned long long)a->out_gen, (unsigned long long)out_ceiling(m, a),
+			 (unsigned long long)floor,
+			 a->def.lifetime_sec ? "sending resumes when the clock reaches it"
+					     : "raise lookahead on both peers");
 		return;
 	}
 	if (!o)
-		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen);
-	else if (!lft_matches(a, &o->sa, true))
-		plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, true, a->out_gen);
+		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen, wall_sec(m));
+	else if (!lft_matches(a, &o->sa, true, a->out_gen))
+		plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, true, a->out_gen, o->sa.cur.add_time);
 	/* Older outbound SAs are no longer used once the new one is in. */
 	for (size_t i = 0; o && i < a->n_sas; i++)
 		if (a->sas[i].outbound && a->sas[i].sa.spi != spi)
@@ -1444,21 +2148,49 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 
 static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
 {
-	for (uint64_t g = a->in_gen; g <= a->in_gen + a->def.lookahead; g++) {
+	uint64_t hi = window_hi(m, a);
+
+	for (uint64_t g = a->in_lo; g <= hi; g++) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, g));
 
 		if (o && !o->key_ok)
 			continue; /* reported as a conflict below */
+		if (!gen_secret(a, g))
+			continue; /* reported by update_state */
 		if (!o)
-			plan_sa(p, m, a, ASSOC_OP_ADD_SA, false, g);
-		else if (!lft_matches(a, &o->sa, false))
-			plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, false, g);
+			plan_sa(p, m, a, ASSOC_OP_ADD_SA, false, g, wall_sec(m));
+		else if (!lft_matches(a, &o->sa, false, g))
+			plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, false, g, o->sa.cur.add_time);
 	}
 	for (size_t i = 0; i < a->n_sas; i++) {
 		struct obs_sa *o = &a->sas[i];
-		if (!o->outbound && o->key_ok &&
-		    (o->gen < a->in_gen || o->gen > a->in_gen + a->def.lookahead))
+		/* An SA of a retired secret cannot be checked any more; outside
+		 * the window it is one of ours all the same. */
+		if (!o->outbound && (o->key_ok || !gen_secret(a, o->gen)) &&
+		    (o->gen < a->in_lo || o->gen > hi))
 			plan_del_sa(p, a->def.name, &o->sa);
+	}
+}
+
+/* The secret error that matters now: one a live generation needs. */
+static void check_live_secrets(struct assocs *m, struct assoc *a)
+{
+	uint64_t lo = a->in_lo < a->out_gen ? a->in_lo : a->out_gen;
+	uint64_t hi = window_hi(m, a);
+
+	if (a->out_gen > hi)
+		hi = a->out_gen;
+	a->secret_error[0] = '\0';
+	for (size_t k = 0; k <= a->def.n_sched; k++) {
+		if (!a->secret_errors[k] || assoc_secret_retired(&a->def, k, lo))
+			continue;
+		/* Does any generation in [lo, hi] use secret k? */
+		for (uint64_t g = lo; g <= hi; g++)
+			if (gen_secret_index(&a->def, g) == k) {
+				snprintf(a->secret_error, sizeof(a->secret_error), "%s",
+					 a->secret_errors[k]);
+				return;
+			}
 	}
 }
 
@@ -1475,12 +2207,34 @@ static void update_state(struct assoc *a)
 		set_state(a, "error", a->sa_error);
 	else if (a->conflict[0])
 		set_state(a, "conflict", a->conflict);
-	else if (a->foreign[0])
-		set_state(a, "conflict", a->foreign);
+	else if (a->peer_behind)
+		set_state(a, "error", a->peer_note);
 	else if (o && o->key_ok && a->pol_seen[DIR_OUT] && a->pol_seen[DIR_IN])
 		set_state(a, "up", NULL);
 	else
 		set_state(a, "pending", NULL);
+}
+
+/* The wall-clock time of the association's next clock-driven step. */
+static int64_t assoc_deadline(const struct assocs *m, const struct assoc *a)
+{
+	uint64_t ov = assoc_overlap_ms(&a->def);
+	int64_t d = INT64_MAX, t;
+
+	if (!a->def.lifetime_sec)
+		return INT64_MAX;
+	/* The next boundary (the sender moves, the window grows)... */
+	t = assoc_gen_start_ms(&a->def, clock_floor(m, a) + 1);
+	d = t < d ? t : d;
+	/* ...the next generation leaving the window by the clock... */
+	t = sat_add(
+	    assoc_gen_start_ms(&a->def, assoc_clock_gen(&a->def, m->wall - (int64_t)ov) + 1),
+	    (int64_t)ov);
+	d = t < d ? t : d;
+	/* ...and the end of an overlap after the peer moved on. */
+	if (a->in_lo < a->in_gen && a->in_lo_until < d)
+		d = a->in_lo_until;
+	return d;
 }
 
 static void plan_one(struct plan *p, struct assocs *m, struct assoc *a, uint64_t now)
@@ -1492,12 +2246,16 @@ static void plan_one(struct plan *p, struct assocs *m, struct assoc *a, uint64_t
 	/* Policies first, even without keys: traffic meant to be protected is
 	 * then dropped rather than sent in the clear. */
 	plan_policies(p, m, a);
-	if (!a->secret || (a->sa_retry_at && now < a->sa_retry_at)) {
+	window_update(m, a);
+	check_live_secrets(m, a);
+	a->deadline = assoc_deadline(m, a);
+	if (a->secret_error[0] || (a->sa_retry_at && now < a->sa_retry_at)) {
 		update_state(a);
 		return;
 	}
 	plan_inbound(p, m, a);
 	plan_outbound(p, m, a, now);
+	a->deadline = assoc_deadline(m, a);
 	update_state(a);
 }
 
@@ -1599,7 +2357,9 @@ static void observe_done(struct assocs *m, struct assoc *a, const struct assoc_a
 			struct xfrm_lifetime_cur cur = o->sa.cur;
 			sa_copy(&o->sa, &act->sa);
 			o->sa.cur =
-			    act->op == ASSOC_OP_UPDATE_SA ? cur : (struct xfrm_lifetime_cur){0};
+			    act->op == ASSOC_OP_UPDATE_SA
+				? cur
+				: (struct xfrm_lifetime_cur){.add_time = act->sa.cur.add_time};
 		}
 		digest(act->key_buf, act->sa.enc_key_len + act->sa.auth_key_len, o->sa.key_digest);
 		o->outbound = act->outbound;
@@ -1652,6 +2412,10 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 			describe_sa_error(act, ack, buf, sizeof(buf));
 			if (strcmp(buf, a->sa_error) != 0)
 				log_error("%s: %s", a->def.name, buf);
+			if (act->outbound && act->generation == a->out_gen && a->rotations &&
+			    a->last.to == act->generation)
+				snprintf(a->last.outcome, sizeof(a->last.outcome), "failed: %s",
+					 buf);
 			snprintf(a->sa_error, sizeof(a->sa_error), "%s", buf);
 			/* Retry with backoff: a missing module does not appear by
 			 * itself every second. */
@@ -1676,6 +2440,18 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		update_state(a);
 		return;
 	}
+	if (act->op == ASSOC_OP_DEL_SA) {
+		/* What it carried, as last read: each generation's share. */
+		struct obs_sa *o = obs_find(a, act->sa.spi);
+		if (o)
+			log_info("%s: SA 0x%08x removed (%s, generation %llu, carried %llu "
+				 "packets, %llu bytes)",
+				 a->def.name, act->sa.spi, o->outbound ? "outbound" : "inbound",
+				 (unsigned long long)o->gen, (unsigned long long)o->sa.cur.packets,
+				 (unsigned long long)o->sa.cur.bytes);
+		else
+			log_info("%s: SA 0x%08x removed", a->def.name, act->sa.spi);
+	}
 	/* The kernel did it: the observed set says so now, before its own
 	 * notification is read, so a second pass does not plan it again. */
 	observe_done(m, a, act);
@@ -1683,8 +2459,11 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	case ASSOC_OP_ADD_SA:
 		a->sa_error[0] = '\0';
 		a->sa_retry_at = a->sa_backoff = 0;
-		if (act->outbound && act->generation == a->out_gen)
+		if (act->outbound && act->generation == a->out_gen) {
 			a->out_sent = true;
+			if (a->rotations && a->last.to == act->generation)
+				snprintf(a->last.outcome, sizeof(a->last.outcome), "done");
+		}
 		log_info("%s: %s SA 0x%08x installed (generation %llu)", a->def.name,
 			 act->outbound ? "outbound" : "inbound", act->sa.spi,
 			 (unsigned long long)act->generation);
@@ -1693,7 +2472,6 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		log_info("%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
 		break;
 	case ASSOC_OP_DEL_SA:
-		log_info("%s: SA 0x%08x removed", a->def.name, act->sa.spi);
 		break;
 	case ASSOC_OP_ADD_POLICY:
 	case ASSOC_OP_UPDATE_POLICY:
@@ -1769,6 +2547,66 @@ static json_object *json_sa(const struct assoc *a, const struct obs_sa *o, uint3
 	return j;
 }
 
+/* RFC 3339 in UTC with milliseconds. */
+static json_object *json_time(int64_t t_ms)
+{
+	char buf[40];
+	struct tm tm;
+	time_t sec;
+
+	if (t_ms == INT64_MAX || t_ms == INT64_MIN)
+		return NULL;
+	sec = (time_t)(t_ms >= 0 ? t_ms / 1000 : (t_ms - 999) / 1000);
+	if (!gmtime_r(&sec, &tm))
+		return NULL;
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(t_ms - (int64_t)sec * 1000));
+	return json_object_new_string(buf);
+}
+
+static json_object *rotation_json(const struct assocs *m, const struct assoc *a)
+{
+	json_object *r = json_object_new_object(), *last = NULL;
+	uint64_t floor = clock_floor(m, a);
+
+	json_object_object_add(r, "lifetime", json_object_new_int64((int64_t)a->def.lifetime_sec));
+	if (a->def.lifetime_sec) {
+		const char *secret = assoc_gen_secret(&a->def, a->out_gen);
+		int64_t next =
+		    assoc_gen_start_ms(&a->def, (a->out_gen > floor ? a->out_gen : floor) + 1);
+		uint64_t period_ms = (uint64_t)(assoc_gen_start_ms(&a->def, floor + 1) -
+						assoc_gen_start_ms(&a->def, floor));
+
+		json_object_object_add(r, "period",
+				       json_object_new_int64((int64_t)period_ms / 1000));
+		json_object_object_add(r, "epoch", json_object_new_int64(a->def.epoch));
+		json_object_object_add(r, "phase_ms",
+				       json_object_new_int64((int64_t)assoc_phase_ms(&a->def)));
+		json_object_object_add(r, "overlap_ms",
+				       json_object_new_int64((int64_t)assoc_overlap_ms(&a->def)));
+		json_object_object_add(r, "clock_generation",
+				       json_object_new_int64((int64_t)floor));
+		json_object_object_add(r, "next_rotation", json_time(next));
+		json_object_object_add(
+		    r, "next_rotation_in_ms",
+		    json_object_new_int64(next == INT64_MAX ? -1 : next - m->wall));
+		json_object_object_add(r, "secret_file", json_object_new_string(secret));
+	}
+	json_object_object_add(r, "rotations", json_object_new_int64((int64_t)a->rotations));
+	if (a->rotations) {
+		last = json_object_new_object();
+		json_object_object_add(last, "at", json_time(a->last.at_ms));
+		json_object_object_add(last, "from", json_object_new_int64((int64_t)a->last.from));
+		json_object_object_add(last, "to", json_object_new_int64((int64_t)a->last.to));
+		json_object_object_add(last, "reason", json_object_new_string(a->last.reason));
+		json_object_object_add(last, "outcome", json_object_new_string(a->last.outcome));
+	}
+	json_object_object_add(r, "last", last);
+	json_object_object_add(r, "peer_in_step", json_object_new_boolean(!a->peer_behind));
+	return r;
+}
+
 static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 {
 	json_object *j = json_object_new_object(), *in = json_object_new_array(), *pol;
@@ -1786,7 +2624,10 @@ static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 	json_object_object_add(
 	    j, "mode",
 	    json_object_new_string(a->def.mode == XFRM_MODE_TUNNEL ? "tunnel" : "transport"));
-	json_object_object_add(j, "algorithm", json_object_new_string(a->alg ? a->alg->name : "?"));
+	json_object_object_add(
+	    j, "algorithm",
+	    json_object_new_string(
+		keys_algorithm_by_id(assoc_gen_algorithm(&a->def, a->out_gen))->name));
 	json_object_object_add(j, "local_selector",
 			       json_net(a->def.family, &a->def.local_net, a->def.local_plen));
 	json_object_object_add(j, "remote_selector",
@@ -1815,11 +2656,14 @@ static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 	json_object_object_add(j, "moves", json_object_new_int64((int64_t)a->moves));
 	json_object_object_add(
 	    j, "outbound", json_sa(a, obs_find((struct assoc *)a, out_spi), out_spi, a->out_gen));
-	for (uint64_t g = a->in_gen; g <= a->in_gen + a->def.lookahead; g++) {
+	for (uint64_t g = a->in_lo, hi = window_hi(m, a); g <= hi; g++) {
 		uint32_t spi = assoc_dir_spi(a, false, g);
 		json_object_array_add(in, json_sa(a, obs_find((struct assoc *)a, spi), spi, g));
 	}
 	json_object_object_add(j, "inbound", in);
+	json_object_object_add(j, "receiving_generation",
+			       json_object_new_int64((int64_t)a->in_gen));
+	json_object_object_add(j, "rotation", rotation_json(m, a));
 	pol = json_object_new_object();
 	for (int d = 0; d < DIR_MAX; d++)
 		if (d != DIR_FWD || a->def.mode == XFRM_MODE_TUNNEL)

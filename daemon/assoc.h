@@ -23,10 +23,27 @@
 #define ASSOC_NAME_MAX	    64
 #define ASSOC_NUMBER_MAX    65535u
 #define ASSOC_LOOKAHEAD_MAX 16u
+#define ASSOC_SCHEDULE_MAX  8u
+/* Rotation periods: whole seconds from 2 s (the kernel's SA timers tick in
+ * seconds) to ten years. */
+#define ASSOC_LIFETIME_MIN 2u
+#define ASSOC_LIFETIME_MAX 315360000u
+/* Scheduled changes name generations below this (far beyond any clock). */
+#define ASSOC_GEN_MAX (1ULL << 48)
 
 /* SPIs: 0x01000000 | number << 8 | direction << 7 | generation mod 128. */
 #define ASSOC_SPI_BASE	 0x01000000u
 #define ASSOC_GEN_WINDOW 128u
+
+/* A change of parameters from one generation on (a `schedule` line). Fields
+ * not given keep the values of the generations before. */
+struct assoc_sched {
+	uint64_t from; /* first generation it applies to */
+	char secret_path[256];
+	enum keys_algorithm algorithm;
+	uint64_t lifetime_sec;
+	bool has_secret, has_algorithm, has_lifetime;
+};
 
 struct assoc_def {
 	char name[ASSOC_NAME_MAX + 1];
@@ -41,12 +58,16 @@ struct assoc_def {
 	uint8_t proto;			  /* 0: any */
 	uint16_t local_port, remote_port; /* 0: any */
 	char dev[IF_NAMESIZE];		  /* "": any interface */
-	uint64_t lifetime_sec;		  /* outbound SA time limit, 0: none */
+	uint64_t lifetime_sec;		  /* rotation period L; 0: no rotation by the clock */
+	int64_t epoch;			  /* Unix seconds the generations count from */
+	uint64_t overlap_ms;		  /* old inbound SAs stay this long; 0: L/4 */
 	uint64_t lifetime_bytes;	  /* 0: none */
 	uint64_t lifetime_packets;	  /* hard packet limit, never 0 */
 	uint32_t replay_window;
-	unsigned lookahead; /* W */
-	char where[300];    /* "FILE:LINE", "" for runtime */
+	unsigned lookahead;			      /* W */
+	char where[300];			      /* "FILE:LINE", "" for runtime */
+	struct assoc_sched sched[ASSOC_SCHEDULE_MAX]; /* ascending `from` */
+	size_t n_sched;
 };
 
 /* Defaults for a definition: transport, aes-gcm-128, replay 32, lookahead 2,
@@ -56,11 +77,40 @@ void assoc_def_init(struct assoc_def *d);
  * *why (static text). */
 int assoc_def_check(const struct assoc_def *d, const char **why);
 
+/* --- the clock ----------------------------------------------------------
+ * Generations as a function of wall-clock time (milliseconds since the Unix
+ * epoch). With lifetime L, epoch E and phase P (derived from the
+ * association's name and number, the same on both peers, so that many
+ * associations do not rotate at one instant), generation g starts at
+ * E + P + g * L; a schedule line that changes the lifetime from generation F
+ * on makes the periods from F on that long. Without a lifetime there is no
+ * clock: every generation "starts" at 0. */
+
+/* The phase in milliseconds, in [0, L). Fixed by the definition. */
+uint64_t assoc_phase_ms(const struct assoc_def *d);
+/* The overlap in milliseconds (the default, L/4, filled in). */
+uint64_t assoc_overlap_ms(const struct assoc_def *d);
+/* The generation the clock gives at `t_ms` (0 before the first start). */
+uint64_t assoc_clock_gen(const struct assoc_def *d, int64_t t_ms);
+/* When generation `gen` starts (INT64_MAX: never, INT64_MIN: no clock). */
+int64_t assoc_gen_start_ms(const struct assoc_def *d, uint64_t gen);
+/* The parameters (schedule included) of generation `gen`. */
+const char *assoc_gen_secret(const struct assoc_def *d, uint64_t gen);
+enum keys_algorithm assoc_gen_algorithm(const struct assoc_def *d, uint64_t gen);
+/* Is secret k (0: the base one, i + 1: that of schedule line i) used by no
+ * generation from `lo` on? Then its file may be gone. */
+bool assoc_secret_retired(const struct assoc_def *d, size_t k, uint64_t lo);
+/* Parse one `schedule` value: "from GEN [secret FILE] [algorithm ALG]
+ * [lifetime SECONDS]". 0 or -EINVAL and *why (static text). */
+int assoc_sched_parse(const char *value, struct assoc_sched *s, const char **why);
+
 /* Definitions as JSON: the AddAssociation parameters and the state file
  * share this shape ("name", "number", "local", "remote", "secret_file",
  * "mode", "algorithm", "local_selector", "remote_selector", "protocol",
  * "local_port", "remote_port", "dev", "replay_window", "lookahead",
- * "lifetime", "lifetime_bytes", "lifetime_packets"). From JSON: -EINVAL with the field
+ * "lifetime", "epoch", "overlap_ms", "schedule" (array of {"from",
+ * "secret_file", "algorithm", "lifetime"}), "lifetime_bytes",
+ * "lifetime_packets"). From JSON: -EINVAL with the field
  * and the reason (static text) on a bad or unknown member; the definition
  * is checked with assoc_def_check too. */
 int assoc_def_from_json(json_object *o, struct assoc_def *d, const char **ret_field,
@@ -108,6 +158,23 @@ struct assoc_gen_record {
 };
 
 int assocs_new(const struct assocs_settings *s, struct assocs **ret);
+/* The wall clock (ms since the Unix epoch) that rotation follows: set
+ * before each plan and each batch of kernel events. Dwell and retries use
+ * the monotonic `now` passed to the calls. */
+void assocs_set_wallclock(struct assocs *m, int64_t t_ms);
+/* The wall-clock time of the next step the clock drives (a boundary, the
+ * end of an overlap), INT64_MAX when none. */
+int64_t assocs_next_deadline(const struct assocs *m);
+/* Mark the associations whose clock-driven step is due. */
+void assocs_tick(struct assocs *m);
+/* The wall clock was set: recompute everything at the next plan. */
+void assocs_clock_stepped(struct assocs *m);
+/* Before redefinitions are applied (reload, AddAssociation over an existing
+ * name): a schedule line must not change the keys, algorithm or start time
+ * of a generation that is already installed or in use. 0 or -EINVAL with a
+ * message naming the association and the generation. */
+int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, size_t n, char *err,
+			  size_t len);
 void assocs_free(struct assocs *m);
 void assocs_set_settings(struct assocs *m, const struct assocs_settings *s);
 

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -847,8 +848,51 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 		set_number(ctx, name, &d->lookahead, value, 1, ASSOC_LOOKAHEAD_MAX);
 	} else if (strcmp(name, "lifetime") == 0) {
 		uint64_t usec = 0;
+		if (strcmp(value, "0") == 0) {
+			d->lifetime_sec = 0;
+		} else {
+			set_duration(ctx, name, &usec, value);
+			if (usec && (usec % 1000000 || usec / 1000000 < ASSOC_LIFETIME_MIN ||
+				     usec / 1000000 > ASSOC_LIFETIME_MAX))
+				line_error(
+				    ctx,
+				    "invalid lifetime \"%s\": the rotation period is whole "
+				    "seconds from 2s to 3650 days (0: no rotation by the clock)",
+				    text_quote(&q, value));
+			else
+				d->lifetime_sec = usec / 1000000;
+		}
+	} else if (strcmp(name, "epoch") == 0) {
+		uint64_t v = 0;
+		sa_set_u64(ctx, name, &v, value, (1ULL << 40) - 1);
+		d->epoch = (int64_t)v;
+	} else if (strcmp(name, "overlap") == 0) {
+		uint64_t usec = 0;
 		set_duration(ctx, name, &usec, value);
-		d->lifetime_sec = (usec + 999999) / 1000000;
+		if (usec && (usec % 1000 || usec < 100000))
+			line_error(ctx,
+				   "invalid overlap \"%s\": at least 100ms, in whole milliseconds",
+				   text_quote(&q, value));
+		else
+			d->overlap_ms = usec / 1000;
+	} else if (strcmp(name, "schedule") == 0) {
+		const char *why = NULL;
+		struct assoc_sched sc;
+		if (d->n_sched >= ASSOC_SCHEDULE_MAX)
+			line_error(ctx, "too many schedule lines in [sa %s]: at most 8", d->name);
+		else if (assoc_sched_parse(value, &sc, &why) < 0)
+			line_error(ctx,
+				   "invalid schedule \"%s\": %s (expected \"from GENERATION "
+				   "[secret FILE] [algorithm NAME] [lifetime SECONDS]\")",
+				   text_quote(&q, value), why);
+		else if (d->n_sched > 0 && sc.from <= d->sched[d->n_sched - 1].from)
+			line_error(ctx,
+				   "schedule from generation %llu must come after the line before "
+				   "(from %llu): list schedule lines in ascending order",
+				   (unsigned long long)sc.from,
+				   (unsigned long long)d->sched[d->n_sched - 1].from);
+		else
+			d->sched[d->n_sched++] = sc;
 	} else if (strcmp(name, "lifetime-bytes") == 0) {
 		sa_set_u64(ctx, name, &d->lifetime_bytes, value, UINT64_MAX / 2);
 	} else if (strcmp(name, "lifetime-packets") == 0) {
@@ -867,17 +911,39 @@ static void handle_sa(struct parse_ctx *ctx, const char *name, const char *value
 
 /* A secret that cannot be used is a config error like any other: found
  * before the kernel is touched, with the others, at the section's line. */
-static void sa_check_secret(struct parse_ctx *ctx, const struct assoc_def *d, const char *file,
-			    unsigned line)
+static void sa_check_one_secret(struct parse_ctx *ctx, const struct assoc_def *d, const char *path,
+				const char *file, unsigned line)
 {
 	struct keys_secret *secret = NULL;
 	char *err = NULL;
 
-	if (keys_secret_load(d->secret_path, &secret, &err) < 0)
+	if (keys_secret_load(path, &secret, &err) < 0)
 		add_error(ctx, file, line, "association %s: %s", d->name,
 			  err ? err : "cannot load the secret");
 	keys_secret_free(secret);
 	free(err);
+}
+
+/* Every secret a generation still to come needs; one whose generations
+ * have all passed by the clock (a schedule line with a newer secret has
+ * taken over more than an overlap ago) may be deleted. */
+static void sa_check_secret(struct parse_ctx *ctx, const struct assoc_def *d, const char *file,
+			    unsigned line)
+{
+	struct timespec ts;
+	uint64_t lo;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lo = assoc_clock_gen(d, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 -
+				    (int64_t)assoc_overlap_ms(d));
+	for (size_t k = 0; k <= d->n_sched; k++) {
+		if (k > 0 && !d->sched[k - 1].has_secret)
+			continue;
+		if (!assoc_secret_retired(d, k, lo))
+			sa_check_one_secret(ctx, d,
+					    k == 0 ? d->secret_path : d->sched[k - 1].secret_path,
+					    file, line);
+	}
 }
 
 /* The section is complete: check what needs the whole of it. */

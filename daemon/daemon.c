@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/timex.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <time.h>
@@ -47,6 +49,11 @@ struct daemon {
 	struct nl_sock *xmon;
 	sd_event_source *xmon_source;
 	sd_event_source *counter_timer;
+	sd_event_source *rotation_timer; /* CLOCK_REALTIME: the next boundary */
+	sd_event_source *clock_source;	 /* a timerfd cancelled when the clock is set */
+	int clock_fd;
+	int clock_sync; /* 1 synchronised, 0 not, -1 unknown */
+	uint64_t clock_checked_usec, clock_warned_usec;
 	bool xfrm_resync_wanted; /* a flush or an overrun: read everything again */
 	bool degraded;
 	char *degraded_reason;
@@ -58,6 +65,7 @@ struct daemon {
 
 static int xfrm_resync(struct daemon *d);
 static void xfrm_reconcile(struct daemon *d, bool all);
+static void arm_rotation_timer(struct daemon *d);
 
 static uint64_t now_usec(void)
 {
@@ -65,6 +73,14 @@ static uint64_t now_usec(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 json_object *daemon_error_params(const char *message, ...)
@@ -591,6 +607,7 @@ static int xfrm_resync(struct daemon *d)
 
 	if (!d->xreq)
 		return 0;
+	assocs_set_wallclock(d->assocs, wall_ms());
 	assocs_resync_begin(d->assocs);
 	r = xfrm_dump(d, XFRM_MSG_GETSA);
 	if (r == 0)
@@ -670,7 +687,10 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 		xfrm_resync(d);
 	for (int pass = 0; pass < 3; pass++) {
 		struct assoc_action *v = NULL;
-		int n = assocs_plan(d->assocs, now_usec(), all || pass > 0, &v);
+		int n;
+
+		assocs_set_wallclock(d->assocs, wall_ms());
+		n = assocs_plan(d->assocs, now_usec(), all || pass > 0, &v);
 
 		if (n < 0)
 			return;
@@ -685,12 +705,16 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 		xfrm_resync(d);
 		xfrm_reconcile(d, true);
 	}
+	arm_rotation_timer(d);
 }
 
 static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
 {
 	struct daemon *d = data;
-	int r = nl_monitor_read(d->xmon, on_xfrm_message, d);
+	int r;
+
+	assocs_set_wallclock(d->assocs, wall_ms());
+	r = nl_monitor_read(d->xmon, on_xfrm_message, d);
 
 	if (r == -ENOBUFS) {
 		/* Case S3: keep the socket, ask for a larger buffer, re-read. */
@@ -710,6 +734,122 @@ static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *d
 	return 0;
 }
 
+/* --- the wall clock ------------------------------------------------------
+ * Rotation follows the wall clock. A CLOCK_REALTIME timer fires at the next
+ * boundary; a timerfd armed far in the future with TFD_TIMER_CANCEL_ON_SET
+ * reports every set of the clock (a step), after which everything is
+ * recomputed at once. Whether the clock is synchronised is read with
+ * adjtimex(2) in read-only mode (modes 0): it needs no privilege, and the
+ * unit allows the call explicitly, since systemd 252's ProtectClock= would
+ * forbid even that; the unit keeps CAP_SYS_TIME out of the bounding set
+ * instead, so the clock cannot be set from here. */
+
+static void check_clock_sync(struct daemon *d)
+{
+	struct timex tx = {.modes = 0};
+	uint64_t now = now_usec();
+	int r, sync;
+
+	if (d->clock_checked_usec && now - d->clock_checked_usec < 10 * 1000000ULL)
+		return;
+	d->clock_checked_usec = now;
+	r = adjtimex(&tx);
+	if (r < 0)
+		sync = -1;
+	else
+		sync = (r == TIME_ERROR || (tx.status & STA_UNSYNC)) ? 0 : 1;
+	if (sync != d->clock_sync) {
+		if (sync < 0)
+			log_info("cannot read whether the clock is synchronised (adjtimex: %s); "
+				 "rotation trusts the clock as it is",
+				 strerror(errno));
+		else if (sync == 1 && d->clock_sync == 0)
+			log_info("the clock is synchronised again");
+	}
+	/* Warn while it lasts, every 10 minutes: both peers must agree on the
+	 * time within the overlap. */
+	if (sync == 0 && (d->clock_sync != 0 || now - d->clock_warned_usec >= 600 * 1000000ULL)) {
+		log_warning("the clock is not synchronised (adjtimex reports STA_UNSYNC): key "
+			    "rotation follows it, and a peer whose clock differs by more than the "
+			    "overlap loses packets at every boundary");
+		d->clock_warned_usec = now;
+	}
+	d->clock_sync = sync;
+}
+
+static void arm_rotation_timer(struct daemon *d)
+{
+	int64_t t = assocs_next_deadline(d->assocs);
+
+	if (!d->rotation_timer)
+		return;
+	if (t == INT64_MAX) {
+		sd_event_source_set_enabled(d->rotation_timer, SD_EVENT_OFF);
+		return;
+	}
+	sd_event_source_set_time(d->rotation_timer, t <= 0 ? 1 : (uint64_t)t * 1000ULL);
+	sd_event_source_set_enabled(d->rotation_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_rotation_timer(sd_event_source *s, uint64_t usec, void *data)
+{
+	struct daemon *d = data;
+
+	(void)s;
+	(void)usec;
+	assocs_set_wallclock(d->assocs, wall_ms());
+	assocs_tick(d->assocs);
+	xfrm_reconcile(d, false);
+	arm_rotation_timer(d);
+	return 0;
+}
+
+static int arm_clock_fd(int fd)
+{
+	struct itimerspec its = {.it_value = {.tv_sec = (time_t)INT32_MAX * 4}};
+
+	/* Far in the future: it only ever reports a set of the clock. */
+	return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL);
+}
+
+static int on_clock_set(sd_event_source *s, int fd, uint32_t revents, void *data)
+{
+	struct daemon *d = data;
+	uint64_t expirations;
+
+	(void)s;
+	(void)revents;
+	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno != ECANCELED &&
+	    errno != EAGAIN)
+		log_warning("clock watch: %s", strerror(errno));
+	if (arm_clock_fd(fd) < 0)
+		log_warning("cannot re-arm the clock watch: %s", strerror(errno));
+	log_info("the wall clock was set: rotation times are recomputed");
+	d->clock_checked_usec = 0;
+	check_clock_sync(d);
+	assocs_set_wallclock(d->assocs, wall_ms());
+	assocs_clock_stepped(d->assocs);
+	xfrm_reconcile(d, false);
+	return 0;
+}
+
+static int open_clock_watch(struct daemon *d)
+{
+	int r = sd_event_add_time(d->event, &d->rotation_timer, CLOCK_REALTIME, UINT64_MAX, 1000,
+				  on_rotation_timer, d);
+
+	if (r < 0)
+		return r;
+	d->clock_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->clock_fd < 0 || arm_clock_fd(d->clock_fd) < 0) {
+		/* Rotation still works; a clock step is noticed at the next
+		 * counter read instead of at once. */
+		log_warning("cannot watch for clock steps: %s", strerror(errno));
+		return 0;
+	}
+	return sd_event_add_io(d->event, &d->clock_source, d->clock_fd, EPOLLIN, on_clock_set, d);
+}
+
 /* Inbound counters show when the peer has moved to a newer generation;
  * the periodic dump also catches anything a missed event hid. */
 static int on_counter_timer(sd_event_source *s, uint64_t usec, void *data)
@@ -717,6 +857,7 @@ static int on_counter_timer(sd_event_source *s, uint64_t usec, void *data)
 	struct daemon *d = data;
 
 	if (assocs_count(d->assocs) > 0) {
+		check_clock_sync(d);
 		xfrm_resync(d);
 		xfrm_reconcile(d, false);
 	}
@@ -817,6 +958,17 @@ static int reload(struct daemon *d)
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_usec());
 	log_info("reloading %s", d->config_path);
 	r = load_config(&d->opts, &c);
+	if (r == 0) {
+		char err[512];
+		/* A schedule must not rewrite generations already in use. */
+		assocs_set_wallclock(d->assocs, wall_ms());
+		if (assocs_check_redefine(d->assocs, c->assocs, c->n_assocs, err, sizeof(err)) <
+		    0) {
+			log_error("%s: %s", d->config_path, err);
+			config_free(c);
+			r = -EINVAL;
+		}
+	}
 	if (r < 0) {
 		log_error("config reload failed; keeping the previous config");
 		sd_notify(0, "READY=1");
@@ -974,6 +1126,10 @@ void daemon_free(struct daemon *d)
 	sd_event_source_unref(d->reconcile_timer);
 	sd_event_source_unref(d->retry_timer);
 	sd_event_source_unref(d->counter_timer);
+	sd_event_source_unref(d->rotation_timer);
+	sd_event_source_unref(d->clock_source);
+	if (d->clock_fd > 0)
+		close(d->clock_fd);
 	sd_event_source_unref(d->xmon_source);
 	nl_close(d->mon);
 	nl_close(d->req);
@@ -1019,6 +1175,9 @@ int daemon_run(struct daemon *d)
 		return 1;
 	/* Timers are one-shot by default: this one re-arms itself. */
 	sd_event_source_set_enabled(d->counter_timer, SD_EVENT_ON);
+	d->clock_sync = 2; /* not read yet: the first reading is reported */
+	if (open_clock_watch(d) < 0)
+		return 1;
 
 	/* Adopt what the kernel has: nothing right is removed and re-added. */
 	r = resync(d);

@@ -296,7 +296,7 @@ PY
         test "$(wc -l < "$TK_KEYS")" -ge 6
     # The search finds what is there: the kernel's own listing has the keys.
     uml_check "hygiene: the search finds a recorded key in ip xfrm state (control)" \
-        eval 'ip -n a xfrm state | grep -qF "$(tail -n 1 "$TK_KEYS")" || ip -n b xfrm state | grep -qF "$(tail -n 1 "$TK_KEYS")"'
+        eval 'ip -n a xfrm state | grep -qFf "$TK_KEYS" || ip -n b xfrm state | grep -qFf "$TK_KEYS"'
     if grep -q '^FOUND' <<<"$res"; then
         uml_fail "hygiene: no secret or key in logs, socket output or state files"
         grep '^FOUND' <<<"$res" | sed 's/^/#   /'

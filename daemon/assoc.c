@@ -1567,17 +1567,21 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
 
 /* The receive window after the peer was seen sending on generation `gen`:
  * older inbound SAs stay for the overlap (packets still in flight), then go. */
+static void peer_in_step(struct assoc *a, uint64_t gen)
+{
+	if (!a->peer_behind)
+		return;
+	log_info("%s: the peer is in step again: its packets on generation %llu are received",
+		 a->def.name, (unsigned long long)gen);
+	a->peer_behind = false;
+	a->peer_note[0] = '\0';
+}
+
 static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t spi)
 {
 	log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
 		 a->def.name, (unsigned long long)gen, spi);
-	if (a->peer_behind) {
-		log_info("%s: the peer is in step again: its packets on generation %llu are "
-			 "received",
-			 a->def.name, (unsigned long long)gen);
-		a->peer_behind = false;
-		a->peer_note[0] = '\0';
-	}
+	peer_in_step(a, gen);
 	a->in_gen = gen;
 	a->in_lo_until = m->wall + (int64_t)assoc_overlap_ms(&a->def);
 	m->need_save = true;
@@ -1622,7 +1626,9 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	if (fresh || o->gen != gen || o->outbound != outbound ||
 	    memcmp(o->sa.key_digest, sa->key_digest, sizeof(sa->key_digest)) != 0)
 		o->key_ok = key_matches(a, sa, outbound, gen);
-	if (sa->cur.packets > 0 && (fresh || sa->cur.packets != o->sa.cur.packets))
+	bool rx = sa->cur.packets > 0 && (fresh || sa->cur.packets != o->sa.cur.packets);
+
+	if (rx)
 		o->rx_at = m->wall;
 	sa_copy(&o->sa, sa);
 	o->outbound = outbound;
@@ -1642,6 +1648,8 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	/* The peer sends on a newer generation: move the receive window. */
 	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0)
 		peer_moved(m, a, o->gen, sa->spi);
+	else if (!outbound && o->key_ok && o->gen >= a->in_gen && rx)
+		peer_in_step(a, o->gen);
 	(void)now;
 	mark(m, a);
 	update_state(a);

@@ -27,7 +27,7 @@ static void setup(void)
 	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
 	int fd;
 
-	log_set_level(LOG_ERR);
+	log_set_level(getenv("TEST_LOG") ? LOG_DEBUG : LOG_ERR);
 	snprintf(secret_path, sizeof(secret_path), "/tmp/test_assoc.XXXXXX");
 	fd = mkstemp(secret_path);
 	ck_assert_int_ge(fd, 0);
@@ -271,7 +271,8 @@ START_TEST(test_sender_never_passes_lookahead_minus_one)
 END_TEST
 
 /* The outbound SA of generation `gen` as the kernel would report it. */
-static struct xfrm_sa kernel_outbound(uint64_t gen)
+/* An SA of association web/7 as the kernel would report it. */
+static struct xfrm_sa kernel_sa(bool outbound, uint64_t gen)
 {
 	static const uint8_t secret[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10,
 					   11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
@@ -282,8 +283,8 @@ static struct xfrm_sa kernel_outbound(uint64_t gen)
 	unsigned dlen = 32;
 	size_t len = 0;
 
-	inet_pton(AF_INET, "192.0.2.1", &sa.src.v4);
-	inet_pton(AF_INET, "192.0.2.2", &sa.dst.v4);
+	inet_pton(AF_INET, outbound ? "192.0.2.1" : "192.0.2.2", &sa.src.v4);
+	inet_pton(AF_INET, outbound ? "192.0.2.2" : "192.0.2.1", &sa.dst.v4);
 	sa.spi = assoc_spi(7, AF_INET, &sa.src, &sa.dst, gen);
 	ck_assert_int_eq(keys_secret_from_bytes(secret, sizeof(secret), &s), 0);
 	ck_assert_int_eq(keys_derive(s,
@@ -299,6 +300,11 @@ static struct xfrm_sa kernel_outbound(uint64_t gen)
 	EVP_Digest(key, len, sa.key_digest, &dlen, EVP_sha256(), NULL);
 	keys_secret_free(s);
 	return sa;
+}
+
+static struct xfrm_sa kernel_outbound(uint64_t gen)
+{
+	return kernel_sa(true, gen);
 }
 
 START_TEST(test_restart_adopts_kernel_outbound)
@@ -509,6 +515,451 @@ START_TEST(test_def_json_round_trip)
 }
 END_TEST
 
+/* --- rotation by the clock ---------------------------------------------- */
+
+#define L_SEC 10
+
+static struct assoc_def clock_def(void)
+{
+	struct assoc_def d = def("web", 7);
+
+	d.lifetime_sec = L_SEC;
+	d.epoch = 1000;
+	d.overlap_ms = 2000;
+	d.lookahead = 3;
+	return d;
+}
+
+/* The outbound generation and whether its SA is in the plan's results. */
+static uint64_t out_gen_of(void)
+{
+	struct assoc_gen_record *g;
+	size_t n;
+	uint64_t v;
+
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n), 0);
+	ck_assert_uint_eq(n, 1);
+	v = g[0].out_gen;
+	free(g);
+	return v;
+}
+
+static json_object *show(json_object **keep, const char *path1, const char *path2)
+{
+	json_object *arr, *o, *v = NULL;
+
+	ck_assert_int_eq(assocs_list_json(m, "web", &arr), 0);
+	*keep = arr;
+	o = json_object_array_get_idx(arr, 0);
+	ck_assert(json_object_object_get_ex(o, path1, &v));
+	if (path2)
+		ck_assert(json_object_object_get_ex(v, path2, &v));
+	return v;
+}
+
+START_TEST(test_clock_generations)
+{
+	struct assoc_def d = clock_def();
+	uint64_t phase = assoc_phase_ms(&d);
+	int64_t t0 = 1000 * 1000 + (int64_t)phase;
+
+	ck_assert_uint_lt(phase, L_SEC * 1000);
+	ck_assert_uint_eq(assoc_clock_gen(&d, 0), 0);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 - 1), 0);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0), 0);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 9999), 0);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 10000), 1);
+	for (uint64_t g = 1; g < 200000; g = g * 3 + 1) {
+		int64_t s = assoc_gen_start_ms(&d, g);
+		ck_assert_int_eq(s, t0 + (int64_t)g * 10000);
+		ck_assert_uint_eq(assoc_clock_gen(&d, s), g);
+		ck_assert_uint_eq(assoc_clock_gen(&d, s - 1), g - 1);
+	}
+	ck_assert_uint_eq(assoc_overlap_ms(&d), 2000);
+	d.overlap_ms = 0;
+	ck_assert_uint_eq(assoc_overlap_ms(&d), 2500); /* L/4 */
+	/* No lifetime: no clock. */
+	d.lifetime_sec = 0;
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 1000000), 0);
+	ck_assert_int_eq(assoc_gen_start_ms(&d, 5), INT64_MIN);
+	/* Far generations saturate instead of wrapping. */
+	d = clock_def();
+	ck_assert_int_eq(assoc_gen_start_ms(&d, ASSOC_GEN_MAX * 1000), INT64_MAX);
+}
+END_TEST
+
+/* The phase, computed independently:
+ * sha256(b"tokend rotation phase v1" + number.to_bytes(2, "big") +
+ *        name)[:8] as a big-endian integer, modulo L in milliseconds. */
+START_TEST(test_phase_vectors)
+{
+	struct assoc_def d = def("web", 7);
+
+	d.lifetime_sec = 3600;
+	ck_assert_uint_eq(assoc_phase_ms(&d), 3489929);
+	d = def("life", 42);
+	d.lifetime_sec = 4;
+	ck_assert_uint_eq(assoc_phase_ms(&d), 2425);
+	d = def("a", 1);
+	d.lifetime_sec = 2;
+	ck_assert_uint_eq(assoc_phase_ms(&d), 1526);
+}
+END_TEST
+
+/* A thousand associations do not rotate in the same millisecond. */
+START_TEST(test_phases_spread)
+{
+	static int hits[60000];
+	int max = 0;
+
+	memset(hits, 0, sizeof(hits));
+	for (int i = 1; i <= 1000; i++) {
+		struct assoc_def d;
+		char name[32];
+		snprintf(name, sizeof(name), "sa%d", i);
+		d = def(name, (uint32_t)i);
+		d.lifetime_sec = 60;
+		hits[assoc_phase_ms(&d)]++;
+	}
+	for (int i = 0; i < 60000; i++)
+		max = hits[i] > max ? hits[i] : max;
+	ck_assert_int_le(max, 2);
+}
+END_TEST
+
+START_TEST(test_schedule)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_sched sc;
+	const char *why = NULL;
+	int64_t t0 = assoc_gen_start_ms(&d, 0);
+
+	ck_assert_int_eq(assoc_sched_parse("from 5 lifetime 20", &sc, &why), 0);
+	d.sched[d.n_sched++] = sc;
+	ck_assert_int_eq(
+	    assoc_sched_parse("from 8 secret /etc/k2 algorithm aes-gcm-256", &sc, &why), 0);
+	d.sched[d.n_sched++] = sc;
+	ck_assert_int_eq(assoc_def_check(&d, &why), 0);
+	ck_assert_int_eq(assoc_gen_start_ms(&d, 5), t0 + 50000);
+	ck_assert_int_eq(assoc_gen_start_ms(&d, 6), t0 + 70000);
+	ck_assert_int_eq(assoc_gen_start_ms(&d, 8), t0 + 110000);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 69999), 5);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 70000), 6);
+	ck_assert_uint_eq(assoc_clock_gen(&d, t0 + 110000), 8);
+	ck_assert_str_eq(assoc_gen_secret(&d, 7), secret_path);
+	ck_assert_str_eq(assoc_gen_secret(&d, 8), "/etc/k2");
+	ck_assert_int_eq(assoc_gen_algorithm(&d, 7), KEYS_ALG_AES_GCM_128);
+	ck_assert_int_eq(assoc_gen_algorithm(&d, 9), KEYS_ALG_AES_GCM_256);
+	/* The base secret is retired once generation 8 is the oldest live. */
+	ck_assert(!assoc_secret_retired(&d, 0, 7));
+	ck_assert(assoc_secret_retired(&d, 0, 8));
+	ck_assert(!assoc_secret_retired(&d, 2, 100));
+
+	/* Bad lines, each with a reason. */
+	static const char *const bad[] = {
+	    "",
+	    "5 secret /k",
+	    "from",
+	    "from 0 secret /k",
+	    "from x",
+	    "from -1 secret /k",
+	    "from 5",
+	    "from 5 secret",
+	    "from 5 secret k",
+	    "from 5 algorithm des",
+	    "from 5 lifetime 1",
+	    "from 5 lifetime 1min",
+	    "from 5 colour blue",
+	    "from 5 secret /a secret /b",
+	    "from 281474976710656 secret /k",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		ck_assert_msg(assoc_sched_parse(bad[i], &sc, &why) == -EINVAL, "%s", bad[i]);
+		ck_assert_ptr_nonnull(why);
+	}
+	/* Out of order, or a lifetime no longer than the overlap. */
+	d = clock_def();
+	assoc_sched_parse("from 9 secret /k", &d.sched[0], &why);
+	assoc_sched_parse("from 8 secret /k", &d.sched[1], &why);
+	d.n_sched = 2;
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d.n_sched = 1;
+	assoc_sched_parse("from 9 lifetime 2", &d.sched[0], &why);
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+	d.lifetime_sec = 0; /* a scheduled lifetime needs a clock */
+	assoc_sched_parse("from 9 lifetime 20", &d.sched[0], &why);
+	ck_assert_int_eq(assoc_def_check(&d, &why), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_clock_moves_sender_and_window)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_action *v = NULL;
+	json_object *keep;
+	int64_t s100 = assoc_gen_start_ms(&d, 100), s101 = assoc_gen_start_ms(&d, 101);
+	int n, found = 0;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	/* Past the overlap after 100 began: 99 is no longer received. */
+	assocs_set_wallclock(m, s100 + 2500);
+	synced_empty_kernel();
+	n = plan(SEC, true, &v);
+	/* Inbound 100..103 (window [clock, clock + W]), limits from the
+	 * boundaries: hard an overlap after the generation ends. */
+	for (int i = 0; i < n; i++) {
+		if (v[i].op != ASSOC_OP_ADD_SA || v[i].outbound)
+			continue;
+		found++;
+		ck_assert_uint_ge(v[i].generation, 100);
+		ck_assert_uint_le(v[i].generation, 103);
+		ck_assert_uint_eq(v[i].sa.lft.soft_add_expires_seconds, 0);
+		ck_assert_uint_eq(
+		    v[i].sa.cur.add_time + v[i].sa.lft.hard_add_expires_seconds,
+		    (uint64_t)(assoc_gen_start_ms(&d, v[i].generation + 1) + 2000 + 999) / 1000);
+	}
+	ck_assert_int_eq(found, 4);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	assocs_generations_saved(m);
+	converge(SEC);
+	ck_assert_uint_eq(out_gen_of(), 100);
+	ck_assert_int_eq(assocs_next_deadline(m), s101);
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "up");
+	json_object_put(keep);
+
+	/* The boundary: one move, the new outbound SA after the save, the old
+	 * one removed after the new one is in; inbound 100 stays. */
+	assocs_set_wallclock(m, s101 + 3);
+	assocs_tick(m);
+	n = plan(2 * SEC, false, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_ADD_SA), 1); /* inbound 104 */
+	ck_assert(assocs_need_save(m));
+	ck_assert_uint_eq(out_gen_of(), 101);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	assocs_generations_saved(m);
+	n = plan(2 * SEC, false, &v);
+	ck_assert_int_eq(n, 1);
+	ck_assert(v[0].op == ASSOC_OP_ADD_SA && v[0].outbound && v[0].generation == 101);
+	ck_assert_uint_eq(v[0].sa.cur.add_time + v[0].sa.lft.soft_add_expires_seconds,
+			  (uint64_t)(assoc_gen_start_ms(&d, 102) + 999) / 1000);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	n = plan(2 * SEC, true, &v);
+	ck_assert_int_eq(n, 1);
+	ck_assert(v[0].op == ASSOC_OP_DEL_SA &&
+		  v[0].sa.spi == assoc_spi(7, AF_INET, &d.local, &d.remote, 100));
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	converge(2 * SEC);
+	ck_assert_int_eq(json_object_get_int64(show(&keep, "rotation", "rotations")), 1);
+	json_object_put(keep);
+	ck_assert_str_eq(json_object_get_string(
+			     json_object_object_get(show(&keep, "rotation", "last"), "outcome")),
+			 "done");
+	json_object_put(keep);
+	/* The overlap ends: inbound 100 goes. */
+	ck_assert_int_eq(assocs_next_deadline(m), s101 + 2000);
+	assocs_set_wallclock(m, s101 + 2000);
+	n = plan(3 * SEC, true, &v);
+	ck_assert_int_eq(n, 1);
+	ck_assert(v[0].op == ASSOC_OP_DEL_SA &&
+		  v[0].sa.spi == assoc_spi(7, AF_INET, &d.remote, &d.local, 100));
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+/* Run the association to a steady state at wall time t. */
+static void steady_at(const struct assoc_def *d, int64_t t)
+{
+	ck_assert_int_eq(assocs_set_defs(m, d, 1), 0);
+	assocs_set_wallclock(m, t);
+	synced_empty_kernel();
+	converge(SEC);
+}
+
+START_TEST(test_clock_step_forward_goes_straight)
+{
+	struct assoc_def d = clock_def();
+	json_object *keep;
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	ck_assert_uint_eq(out_gen_of(), 100);
+	/* Seven periods at once: one move, no intermediate generation. */
+	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 107) + 2500);
+	assocs_clock_stepped(m);
+	converge(2 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 107);
+	ck_assert_int_eq(json_object_get_int64(show(&keep, "rotation", "rotations")), 1);
+	json_object_put(keep);
+	ck_assert_str_eq(json_object_get_string(
+			     json_object_object_get(show(&keep, "rotation", "last"), "reason")),
+			 "clock, several periods");
+	json_object_put(keep);
+	/* The window went with it. */
+	ck_assert_int_eq(json_object_get_int64(show(&keep, "receiving_generation", NULL)), 107);
+	json_object_put(keep);
+}
+END_TEST
+
+START_TEST(test_clock_step_backward_never_reuses)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_action *v = NULL;
+	int n;
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 97) + 10);
+	assocs_clock_stepped(m);
+	n = plan(2 * SEC, true, &v);
+	/* Nothing to do: generation 100 keeps sending, nothing older is
+	 * installed, and the inbound window does not go back either. */
+	for (int i = 0; i < n; i++)
+		ck_assert(!(v[i].op == ASSOC_OP_ADD_SA && v[i].generation < 100));
+	ck_assert(!assocs_need_save(m));
+	assoc_actions_free(v, (size_t)n);
+	ck_assert_uint_eq(out_gen_of(), 100);
+	/* The next step the clock drives: 96 leaving the window, an overlap
+	 * after 97 began (which changes nothing installed). */
+	ck_assert_int_eq(assocs_next_deadline(m), assoc_gen_start_ms(&d, 97) + 2000);
+}
+END_TEST
+
+START_TEST(test_soft_limit_moves_early_within_ceiling)
+{
+	struct assoc_def d = clock_def();
+	struct xfrm_sa out = {0};
+	int64_t t = assoc_gen_start_ms(&d, 100) + 10;
+
+	d.lifetime_bytes = 100000;
+	steady_at(&d, t);
+	out.family = AF_INET;
+	out.dst = d.remote;
+	out.reqid = REQID_BASE + 7;
+	out.proto = IPPROTO_ESP;
+	out.spi = assoc_spi(7, AF_INET, &d.local, &d.remote, 100);
+	out.cur.bytes = 95000;
+	out.lft.soft_byte_limit = 90000;
+	/* Soft byte limit before the boundary: one generation early. */
+	assocs_sa_expired(m, &out, false, 10 * SEC);
+	converge(10 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 101);
+	/* Again, within dwell: not yet... */
+	out.spi = assoc_spi(7, AF_INET, &d.local, &d.remote, 101);
+	assocs_sa_expired(m, &out, false, 11 * SEC);
+	converge(11 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 101);
+	/* ...but once the dwell has passed, without a new event. */
+	converge(14 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 102);
+	/* The ceiling is clock + W - 1 = 102: a third move waits for the
+	 * clock, which then moves past it. */
+	out.spi = assoc_spi(7, AF_INET, &d.local, &d.remote, 102);
+	assocs_sa_expired(m, &out, false, 20 * SEC);
+	converge(20 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 102);
+	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 101) + 10);
+	converge(30 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 103);
+}
+END_TEST
+
+START_TEST(test_restart_mid_rotation_resumes)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_gen_record rec = {.name = "web", .out_gen = 100, .in_gen = 100};
+
+	/* Down over the boundary of 101; the kernel lost nothing, the state
+	 * file says 100. */
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	assocs_free(m);
+	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
+							      .policy_priority = 100,
+							      .counter_interval_usec = SEC,
+							      .dwell_usec = 3 * SEC},
+				    &m),
+			 0);
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_set_generations(m, &rec, 1);
+	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 101) + 500);
+	/* A kernel without the outbound SA (reboot): 101 is both saved + 1
+	 * and the clock's. */
+	synced_empty_kernel();
+	converge(SEC);
+	ck_assert_uint_eq(out_gen_of(), 101);
+}
+END_TEST
+
+START_TEST(test_schedule_redefine_checked)
+{
+	struct assoc_def d = clock_def(), nd;
+	char err[300];
+	const char *why;
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	/* Installed: 100..103. A change from 103 rewrites a key in use. */
+	nd = d;
+	assoc_sched_parse("from 103 secret /etc/other", &nd.sched[0], &why);
+	nd.n_sched = 1;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "generation 103"));
+	ck_assert_ptr_nonnull(strstr(err, "104 or later"));
+	assoc_sched_parse("from 104 secret /etc/other", &nd.sched[0], &why);
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
+	/* A lifetime change from 103 moves 104's start: refused too. */
+	assoc_sched_parse("from 103 lifetime 20", &nd.sched[0], &why);
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), -EINVAL);
+	assoc_sched_parse("from 104 lifetime 20", &nd.sched[0], &why);
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
+}
+END_TEST
+
+START_TEST(test_peer_behind_reported_and_recovers)
+{
+	struct assoc_def d = clock_def();
+	struct xfrm_sa in = kernel_sa(false, 100);
+	json_object *keep;
+
+	in.replay_window = 32;
+	int64_t s101 = assoc_gen_start_ms(&d, 101);
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	/* The peer still sends on 100 just before the overlap ends... */
+	assocs_set_wallclock(m, s101 + 1500);
+	in.cur.packets = 40;
+	assocs_sa_seen(m, &in, 5 * SEC);
+	converge(5 * SEC);
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "up");
+	json_object_put(keep);
+	/* ...and the overlap ends with it still there: reported, and the
+	 * window moves on all the same (its clock is wrong, not ours). */
+	assocs_set_wallclock(m, s101 + 2000);
+	converge(6 * SEC);
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "error");
+	json_object_put(keep);
+	ck_assert_ptr_nonnull(strstr(json_object_get_string(show(&keep, "reason", NULL)),
+				     "still sends on generation 100"));
+	json_object_put(keep);
+	ck_assert(!json_object_get_boolean(show(&keep, "rotation", "peer_in_step")));
+	json_object_put(keep);
+	ck_assert_int_eq(json_object_get_int64(show(&keep, "receiving_generation", NULL)), 101);
+	json_object_put(keep);
+	/* The peer moves on: in step again. */
+	in = kernel_sa(false, 101);
+	in.replay_window = 32;
+	in.cur.packets = 3;
+	assocs_set_wallclock(m, s101 + 4000);
+	assocs_sa_seen(m, &in, 7 * SEC);
+	converge(7 * SEC);
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "up");
+	json_object_put(keep);
+	ck_assert(json_object_get_boolean(show(&keep, "rotation", "peer_in_step")));
+	json_object_put(keep);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -527,6 +978,17 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_def_json_round_trip);
 	tcase_add_test(tc, test_restart_adopts_kernel_outbound);
 	tcase_add_test(tc, test_restart_without_kernel_sa_moves_past_saved);
+	tcase_add_test(tc, test_clock_generations);
+	tcase_add_test(tc, test_phase_vectors);
+	tcase_add_test(tc, test_phases_spread);
+	tcase_add_test(tc, test_schedule);
+	tcase_add_test(tc, test_clock_moves_sender_and_window);
+	tcase_add_test(tc, test_clock_step_forward_goes_straight);
+	tcase_add_test(tc, test_clock_step_backward_never_reuses);
+	tcase_add_test(tc, test_soft_limit_moves_early_within_ceiling);
+	tcase_add_test(tc, test_restart_mid_rotation_resumes);
+	tcase_add_test(tc, test_schedule_redefine_checked);
+	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
 	suite_add_tcase(s, tc);
 	return s;
 }

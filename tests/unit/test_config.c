@@ -713,6 +713,115 @@ START_TEST(test_duration)
 }
 END_TEST
 
+/* A secret file as tokend accepts it: 0600, ours. */
+static const char *write_secret(const char *name)
+{
+	const char *p = write_file(name, "000102030405060708090a0b0c0d0e0f"
+					 "101112131415161718191a1b1c1d1e1f\n");
+
+	ck_assert_int_eq(chmod(p, 0600), 0);
+	return p;
+}
+
+static const char *sa_conf(const char *key_path, const char *extra)
+{
+	static char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "[sa web]\nnumber = 7\nlocal = 192.0.2.1\nremote = 192.0.2.2\nsecret = %s\n%s",
+		 key_path, extra);
+	return write_file("sa.conf", text);
+}
+
+START_TEST(test_sa_rotation_keys)
+{
+	const char *k1 = write_secret("k1"), *k2 = write_secret("k2");
+	char extra[512];
+	struct config *c;
+
+	snprintf(extra, sizeof(extra),
+		 "lifetime = 1h\nepoch = 1767225600\noverlap = 90s\n"
+		 "schedule = from 900000 secret %s algorithm aes-gcm-256\n"
+		 "schedule = from 900010 lifetime 1800\n",
+		 k2);
+	c = load_ok(sa_conf(k1, extra));
+	ck_assert_uint_eq(c->n_assocs, 1);
+	ck_assert_uint_eq(c->assocs[0].lifetime_sec, 3600);
+	ck_assert_int_eq(c->assocs[0].epoch, 1767225600);
+	ck_assert_uint_eq(c->assocs[0].overlap_ms, 90000);
+	ck_assert_uint_eq(c->assocs[0].n_sched, 2);
+	ck_assert_uint_eq(c->assocs[0].sched[0].from, 900000);
+	ck_assert_str_eq(c->assocs[0].sched[0].secret_path, k2);
+	ck_assert(c->assocs[0].sched[0].has_algorithm && !c->assocs[0].sched[0].has_lifetime);
+	ck_assert_uint_eq(c->assocs[0].sched[1].lifetime_sec, 1800);
+	config_free(c);
+}
+END_TEST
+
+/* Each bad rotation setting is one error at its own line. */
+START_TEST(test_sa_rotation_errors)
+{
+	static const struct {
+		const char *extra;
+		unsigned line;
+		const char *message;
+	} cases[] = {
+	    {"lifetime = 1s\n", 6, "invalid lifetime"},
+	    {"lifetime = 2500ms\n", 6, "whole seconds"},
+	    {"lifetime = 20s\noverlap = 20s\n", 1, "overlap must be at least 100ms and shorter"},
+	    {"overlap = 50ms\n", 6, "at least 100ms"},
+	    {"overlap = 2s\n", 1, "overlap needs a lifetime"},
+	    {"epoch = -5\n", 6, "epoch"},
+	    {"lifetime = 10s\nschedule = from 5\n", 7, "invalid schedule"},
+	    {"lifetime = 10s\nschedule = from 9 algorithm des\n", 7, "unknown algorithm"},
+	    {"lifetime = 10s\nschedule = from 9 lifetime 20\nschedule = from 8 lifetime 30\n", 8,
+	     "ascending order"},
+	    {"schedule = from 9 lifetime 20\n", 1, "only of an association that has one"},
+	    {"lifetime = 10s\nschedule = from 9 secret /nonexistent/tokend-key\n", 1,
+	     "/nonexistent/tokend-key"},
+	};
+	const char *k1 = write_secret("k1");
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config_errors e = {0};
+		struct config *c = NULL;
+		const char *p = sa_conf(k1, cases[i].extra);
+
+		ck_assert_int_eq(config_load(p, NULL, true, &c, &e), -EINVAL);
+		if (e.n != 1)
+			dump_errors(&e);
+		ck_assert_uint_eq(e.n, 1);
+		assert_error(&e, 0, p, cases[i].line, cases[i].message);
+		config_errors_clear(&e);
+	}
+}
+END_TEST
+
+/* A secret whose generations have all passed by the clock may be gone:
+ * the old master secret can be deleted after a scheduled change. */
+START_TEST(test_sa_retired_secret_may_be_missing)
+{
+	const char *k2 = write_secret("k2");
+	char extra[512];
+	struct config *c;
+	struct config_errors e = {0};
+
+	/* Epoch 0, 10 s periods: the clock is far past generation 5. */
+	snprintf(extra, sizeof(extra), "lifetime = 10s\nschedule = from 5 secret %s\n", k2);
+	c = load_ok(sa_conf("/nonexistent/old-key", extra));
+	config_free(c);
+	/* The same change still to come: the old secret is needed. */
+	snprintf(extra, sizeof(extra),
+		 "lifetime = 10s\nschedule = from 281474976710000 secret %s\n", k2);
+	c = NULL;
+	ck_assert_int_eq(config_load(sa_conf("/nonexistent/old-key", extra), NULL, true, &c, &e),
+			 -EINVAL);
+	ck_assert_uint_eq(e.n, 1);
+	ck_assert_ptr_nonnull(strstr(e.v[0].message, "/nonexistent/old-key"));
+	config_errors_clear(&e);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -738,6 +847,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_multiline_match);
 	tcase_add_test(tc, test_bom_crlf);
 	tcase_add_test(tc, test_unreadable);
+	tcase_add_test(tc, test_sa_rotation_keys);
+	tcase_add_test(tc, test_sa_rotation_errors);
+	tcase_add_test(tc, test_sa_retired_secret_may_be_missing);
 	tcase_add_loop_test(tc, test_duration, 0,
 			    (int)(sizeof(duration_cases) / sizeof(duration_cases[0])));
 	suite_add_tcase(s, tc);

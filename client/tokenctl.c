@@ -64,6 +64,8 @@ enum {
 	SA_LIFETIME,
 	SA_LIFETIME_BYTES,
 	SA_LIFETIME_PACKETS,
+	SA_EPOCH,
+	SA_OVERLAP,
 	SA_KEYS
 };
 
@@ -178,10 +180,12 @@ static const struct sa_key sa_keys[SA_KEYS] = {
     [SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
     [SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
     [SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
-    [SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 1, 4294967295ULL, NULL, NULL},
+    [SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 0, 315360000, NULL, NULL},
     [SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL, NULL},
     [SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1, 4294967295ULL,
 			     NULL, NULL},
+    [SA_EPOCH] = {"epoch", "epoch", KIND_UINT, 0, 1099511627775ULL, NULL, NULL},
+    [SA_OVERLAP] = {"overlap-ms", "overlap_ms", KIND_UINT, 100, 315360000000ULL, NULL, NULL},
 };
 
 /* The keywords add sa cannot do without. */
@@ -287,7 +291,12 @@ static void print_usage_sa(void)
 	      "  dev IFACE              policies for this interface only\n"
 	      "  replay-window N        1-32 packets (default 32)\n"
 	      "  lookahead N            1-16 inbound generations kept ahead (default 2)\n"
-	      "  lifetime SECONDS       outbound SA time limit: the sender moves on\n"
+	      "  lifetime SECONDS       rotation period: new keys every SECONDS (2 or more;\n"
+	      "                         0 or none: no rotation by the clock)\n"
+	      "  epoch UNIXTIME         when generation 0 began (default 0), the same on\n"
+	      "                         both peers\n"
+	      "  overlap-ms N           old inbound keys stay N ms after a rotation\n"
+	      "                         (default a quarter of the lifetime)\n"
 	      "  lifetime-bytes N       byte limit of an SA, 0 for none\n"
 	      "  lifetime-packets N     packet limit of an SA, 1-4294967295\n"
 	      "\n",
@@ -1328,13 +1337,43 @@ static char *format_reason(const char *reason)
 	return memstream_done(f, &out);
 }
 
+/* "  rotation: every 3600s, next 2026-12-04T19:00:00.000Z, 5 done, last 100->101
+ * (clock) done", or "  rotation: none by the clock, ..." */
+static char *format_rotation(json_object *r)
+{
+	json_object *last = get_typed(r, "last", json_type_object);
+	long long period = get_int(r, "period", 0);
+	const char *next = get_str(r, "next_rotation");
+	char *out = NULL;
+	size_t len;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	fputs("  rotation: ", f);
+	if (period > 0) {
+		fprintf(f, "every %llds, next ", period);
+		put_safe(f, next ? next : "-");
+	} else {
+		fputs("none by the clock", f);
+	}
+	fprintf(f, ", %lld done", get_int(r, "rotations", 0));
+	if (last) {
+		fprintf(f, ", last %lld->%lld (", get_int(last, "from", 0), get_int(last, "to", 0));
+		put_safe(f, get_str(last, "reason") ? get_str(last, "reason") : "?");
+		fputs(") ", f);
+		put_safe(f, get_str(last, "outcome") ? get_str(last, "outcome") : "?");
+	}
+	return memstream_done(f, &out);
+}
+
 /* One association's row, and its reason under it. Keys are never shown: the
  * daemon sends none, and only the fields below are read. */
 static int add_assoc_row(struct table *t, json_object *a)
 {
 	const char *name = get_str(a, "name"), *state = get_str(a, "state");
 	const char *reason = get_str(a, "reason");
-	json_object *number = get_typed(a, "number", json_type_int);
+	json_object *number = get_typed(a, "number", json_type_int), *rot;
 	char *cells[SA_COLS];
 	int r;
 
@@ -1352,6 +1391,9 @@ static int add_assoc_row(struct table *t, json_object *a)
 	r = table_add(t, cells);
 	if (r >= 0 && reason && *reason)
 		r = table_note(t, format_reason(reason));
+	rot = get_typed(a, "rotation", json_type_object);
+	if (r >= 0 && rot && (get_int(rot, "period", 0) > 0 || get_int(rot, "rotations", 0) > 0))
+		r = table_note(t, format_rotation(rot));
 	return r;
 }
 

@@ -340,7 +340,7 @@ ASSOC_CHANGES = {
 CHANGES |= ASSOC_CHANGES
 
 ASSOC_INTS = {"number", "local_port", "remote_port", "replay_window", "lookahead",
-              "lifetime_bytes", "lifetime_packets"}
+              "lifetime_bytes", "lifetime_packets", "lifetime", "epoch", "overlap_ms"}
 ASSOC_STRINGS = {"name", "local", "remote", "secret_file", "mode", "algorithm",
                  "local_selector", "remote_selector", "protocol", "dev"}
 ASSOC_REQUIRED = {"name", "number", "local", "remote", "secret_file"}

@@ -272,6 +272,10 @@ check "add sa, every keyword: AddAssociation with numbers as numbers" sent io.to
       \"replay_window\": 16, \"lookahead\": 4, \"lifetime_bytes\": 1000000000,
       \"lifetime_packets\": 4000000000}"
 check "add sa: the secret itself is never sent" bash -c '! grep -q TOPSECRET "$1"' _ "$REC"
+ctl add sa rot number 14 local 10.0.0.1 remote 10.0.0.4 secret /etc/k lifetime 3600 epoch 1767225600 overlap-ms 60000
+check "add sa, rotation keywords: exit 0 ($ERR)" [ "$RC" -eq 0 ]
+check "add sa, rotation keywords: lifetime, epoch and overlap_ms as numbers" sent io.tokend.AddAssociation \
+    '{"name": "rot", "number": 14, "local": "10.0.0.1", "remote": "10.0.0.4", "secret_file": "/etc/k", "lifetime": 3600, "epoch": 1767225600, "overlap_ms": 60000}'
 ctl add sa min number 10 local 198.51.100.1 remote 198.51.100.2 secret /etc/tokend/keys/min.key
 check "add sa, required keywords only: exit 0" [ "$RC" -eq 0 ]
 check "add sa, required keywords only: only those are sent" sent io.tokend.AddAssociation \
@@ -446,6 +450,8 @@ usage_error "replay-window 33" 'invalid replay-window "33"' add sa x "${GOOD[@]}
 usage_error "lookahead 0" 'invalid lookahead "0": expected an integer from 1 to 16' add sa x "${GOOD[@]}" lookahead 0
 usage_error "lookahead 17" 'invalid lookahead "17"' add sa x "${GOOD[@]}" lookahead 17
 usage_error "lifetime-packets 0" 'invalid lifetime-packets "0"' add sa x "${GOOD[@]}" lifetime-packets 0
+usage_error "overlap-ms below 100" 'invalid overlap-ms' add sa x "${GOOD[@]}" overlap-ms 99
+usage_error "lifetime beyond ten years" 'invalid lifetime' add sa x "${GOOD[@]}" lifetime 315360001
 usage_error "lifetime-bytes beyond 2^63" 'invalid lifetime-bytes' add sa x "${GOOD[@]}" lifetime-bytes 9223372036854775808
 usage_error "local not an address" 'invalid local address "192.0.2"' add sa x number 7 local 192.0.2 remote 192.0.2.2 secret /etc/k
 usage_error "remote a host name" 'invalid remote address "peer.example"' add sa x number 7 local 192.0.2.1 remote peer.example secret /etc/k
@@ -483,7 +489,7 @@ run "$TOKENCTL" --socket "$NOSOCK" help
 check "help: exit 0" [ "$RC" -eq 0 ]
 check "help: lists the association verbs" bash -c 'for v in "show sa" "add sa" "delete sa" "flush sa" "rotate \[sa\]" "release sa"; do
         grep -qE "^  $v" <<<"$1" || { echo "# missing $v"; exit 1; }; done' _ "$OUT"
-check "help: lists the add sa keywords" bash -c 'for k in number local remote secret mode algorithm local-selector remote-selector protocol local-port remote-port dev replay-window lookahead lifetime-bytes lifetime-packets; do
+check "help: lists the add sa keywords" bash -c 'for k in number local remote secret mode algorithm local-selector remote-selector protocol local-port remote-port dev replay-window lookahead lifetime epoch overlap-ms lifetime-bytes lifetime-packets; do
         grep -qE "^  $k " <<<"$1" || { echo "# missing $k"; exit 1; }; done' _ "$OUT"
 check "help: says relative secret paths are made absolute" has 'realpath' "$OUT"
 check "help: still lists the token verbs" bash -c 'for v in show add delete flush resume status; do grep -q "^  $v" <<<"$1" || exit 1; done' _ "$OUT"

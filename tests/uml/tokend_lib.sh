@@ -278,3 +278,114 @@ tk_sa_key() {
     ip -n "$1" xfrm state get src "$2" dst "$3" proto esp spi "$4" 2>/dev/null |
         sed -n 's/.*\(aead\|enc\) [^ ]* \(0x[0-9a-f]*\).*/\2/p'
 }
+
+# --- helpers for the rotation scenarios (clock, limits, schedules) -----------
+
+# tk_fields PEER NAME PATH...: several fields of one association in one call,
+# one value per line, in the order asked (dotted paths as in
+# tk_assoc_field; lists by index; "null" for a missing one; true/false for
+# booleans, JSON for objects and lists).
+tk_fields() {
+    python3 - "$TK_DIR/$1.sock" "$2" "${@:3}" <<'PY'
+import json, socket, sys
+path, name, fields = sys.argv[1], sys.argv[2], sys.argv[3:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+s.sendall(json.dumps({"method": "io.tokend.ListAssociations",
+                      "parameters": {"name": name}}).encode() + b"\0")
+buf = b""
+while not buf.endswith(b"\0"):
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+a = json.loads(buf[:-1])["parameters"]["associations"][0]
+for f in fields:
+    v = a
+    for k in f.split("."):
+        if isinstance(v, list):
+            v = v[int(k)] if -len(v) <= int(k) < len(v) else None
+        else:
+            v = v.get(k) if isinstance(v, dict) else None
+    print("null" if v is None else v if isinstance(v, str) else json.dumps(v))
+PY
+}
+
+# tk_show_json PEER NAME: the association as ListAssociations gives it (one
+# line of JSON; keys never appear there).
+tk_show_json() { tk_call "$1" ListAssociations "{\"name\": \"$2\"}"; }
+
+# tk_wall_ms: the wall clock in milliseconds.
+tk_wall_ms() { date +%s%3N; }
+
+# tk_sleep_until T_MS: sleep until the wall clock reaches T_MS (no-op when
+# past).
+tk_sleep_until() {
+    local d=$(( $1 - $(date +%s%3N) ))
+    [ "$d" -gt 0 ] && sleep "$(awk -v d="$d" 'BEGIN { printf "%.3f", d / 1000 }')"
+    return 0
+}
+
+# tk_secret_at FILE: a fresh master secret in FILE, mode 0600, owned by
+# root (the daemons' uid).
+tk_secret_at() {
+    (umask 077; uml_random_hex 32 > "$1")
+}
+
+# tk_key_is NS SRC DST SPI SECRET_FILE NAME NUMBER FAMILY GEN ALG: the key of
+# that SA in NS's kernel is the documented derivation from that secret for
+# that generation (scripts/kdf_vectors.py --derive). Prints nothing of any
+# key; fails (saying "no such SA" or "differs") otherwise.
+tk_key_is() {
+    local have want
+    have=$(tk_sa_key "$1" "$2" "$3" "$(tk_spi_hex "$4")")
+    [ -n "$have" ] || { echo "no SA $(tk_spi_hex "$4") in $1"; return 1; }
+    want=$(python3 "$TK_SRC/scripts/kdf_vectors.py" --derive "$(cat "$5")" "$6" "$7" "$8" \
+        "$2" "$3" "$9" "${10}" 2>/dev/null)
+    [ -n "$want" ] || { echo "kdf_vectors.py --derive failed"; return 1; }
+    [ "$have" = "0x$want" ] && return 0
+    echo "the key of SA $(tk_spi_hex "$4") in $1 differs from that derivation"
+    return 1
+}
+
+# tk_gen_spi NUMBER DIR GEN: the SPI of generation GEN of a direction
+# (DIR 0: the lower address sends, 1: the higher), as 0x%08x.
+tk_gen_spi() { tk_spi_hex $(( 0x01000000 | $1 << 8 | $2 << 7 | $3 % 128 )); }
+
+# The SAs of NS as lines "SPI SRC DST PACKETS BYTES" (counters from
+# `ip -s xfrm state`).
+tk_sa_table() {
+    ip -n "$1" -s xfrm state | awk '
+        /^src / { src = $2; dst = $4; spi = ""; cur = 0 }
+        /proto esp spi/ { for (i = 1; i <= NF; i++) if ($i == "spi") spi = $(i + 1); sub(/\(.*/, "", spi) }
+        /lifetime current:/ { cur = 1; next }
+        cur == 1 { gsub(/\([a-z]+\),?/, ""); print spi, src, dst, $2, $1; cur = 2 }'
+}
+
+# Background sampler of the kernel's SAs: every INTERVAL seconds, one line
+# per SA of each NS, "WALL_MS NS SPI SRC DST PACKETS BYTES", and a line
+# "WALL_MS NS -" after each namespace (so an empty one shows too).
+#   tk_sampler_start FILE INTERVAL NS...   tk_sampler_stop
+tk_sampler_start() {
+    local file=$1 interval=$2
+    shift 2
+    : > "$file"
+    (
+        while :; do
+            for ns in "$@"; do
+                t=$(date +%s%3N)
+                tk_sa_table "$ns" | sed "s/^/$t $ns /"
+                echo "$t $ns -"
+            done
+            sleep "$interval"
+        done >> "$file"
+    ) &
+    TK_SAMPLER_PID=$!
+    UML_BG_PIDS+=("$TK_SAMPLER_PID")
+}
+tk_sampler_stop() {
+    [ -n "${TK_SAMPLER_PID:-}" ] || return 0
+    kill "$TK_SAMPLER_PID" 2>/dev/null
+    wait "$TK_SAMPLER_PID" 2>/dev/null
+    TK_SAMPLER_PID=
+}

@@ -1,0 +1,258 @@
+#!/bin/bash
+# Automatic key rotation between two tokend peers, a ping a -> b at 20/s
+# running through every case and every lost reply counted:
+#   1. rotation by the clock (lifetime 4 s) across six boundaries: zero loss;
+#      every generation carried traffic both ways; old generations leave the
+#      kernel (never more SAs than the window's); both peers count the
+#      rotations and send on the clock's generation;
+#   2. the peers' epochs apart: 1 s within a 2 s overlap loses nothing; 3 s
+#      with a 1 s overlap loses packets and says so (log warning, show state
+#      error, peer_in_step false); b's epoch put right with SIGHUP, the peers
+#      recover by themselves: zero loss, the report clears;
+#   3. a byte limit (lifetime-bytes) small enough that the senders move
+#      early several times within one period (lifetime 30 s, lookahead 8,
+#      dwell 1 s): zero loss, several "soft byte limit" rotations.
+# Scheduled secret changes, kill -9 at a boundary and clock steps are in
+# scenario_sa_rotation2.sh.
+#
+#   tests/uml/run.sh tests/uml/scenario_sa_rotation.sh [CASE...]
+# (default: every case, in order; each case starts from scratch: fresh
+# daemons, no SAs, no state.)
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tokend_lib.sh"
+. "$(dirname "$0")/rotation_lib.sh"
+trap 'tk_sampler_stop; tk_cleanup_all; uml_cleanup; cp "$TK_DIR"/*.log "$UML_RESULTS/" 2>/dev/null' EXIT
+
+CASES=${*:-1 2 3}
+
+uml_peers || { uml_fail "two peers"; uml_done; exit 1; }
+tk_secret
+
+# --- 1. rotation by the clock -------------------------------------------------
+case_clock() {
+    uml_note "case 1: rotation by the clock, lifetime 4 s, ping across six boundaries"
+    local name=clk number=11 g0 next l ov gend r0a r0b ra rb t_end mark_a mark_b
+    ROT_TOKEND=""                       # counter-interval 1 s, dwell 3 s: defaults
+    ROT_SA="lifetime = 4s"              # overlap: the default, L/4 = 1 s
+    ROT_A="" ROT_B=""
+    rot_fresh
+    rot_start "$name" "$number" || return
+    read -r g0 next l ov <<<"$(rot_clock a "$name")"
+    uml_note "  clock generation $g0, period $l ms, overlap $ov ms, next boundary in $(( next - $(tk_wall_ms) )) ms"
+    uml_check "show: period 4 s, overlap 1 s (the default L/4)" test "$l" = 4000 -a "$ov" = 1000
+    r0a=$(tk_fields a "$name" rotation.rotations)
+    r0b=$(tk_fields b "$name" rotation.rotations)
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    # From just after a boundary, so the ping spans whole generations.
+    tk_sleep_until $(( next + 200 ))
+    local g1=$((g0 + 1)) t0=$next
+    tk_sampler_start /tmp/rot-samples 1 a b
+    tk_ping_start a "$UML_B4" 25
+    # Six boundaries go by; each peer is looked at now and then.
+    local polls=0 bad=""
+    while tk_ping_running; do
+        sleep 1.5
+        tk_ping_running || break
+        local p st og cg
+        for p in a b; do
+            read -r st og cg < <(tk_fields "$p" "$name" state outbound.generation rotation.clock_generation | tr '\n' ' ')
+            polls=$((polls + 1))
+            [ "$st" = up ] && [ "$og" = "$cg" ] || bad+=" $p:state=$st,outbound=$og,clock=$cg"
+        done
+    done
+    tk_ping_finish
+    tk_sampler_stop
+    t_end=$(tk_wall_ms)
+    rot_ping_report "clock rotation"
+    uml_check "clock rotation: no reply lost ($TK_PING_LOST of $TK_PING_TX)" test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 400
+    uml_check "every look at a and b while the ping ran: state up, outbound generation = the clock's ($polls looks)$bad" \
+        test -z "$bad"
+    # Wait until the newest generation's overlap is over (and not at the
+    # next boundary), then look at the kernel's SAs.
+    rot_settle a "$name"
+    read -r gend next l ov <<<"$(rot_clock a "$name")"
+    uml_note "  generations $g0 -> $gend during the case ($((gend - g0)) boundaries)"
+    uml_check "at least six boundaries went by ($g0 -> $gend)" test $((gend - g0)) -ge 6
+    for p in a b; do
+        local og cg rot reason to outcome
+        read -r og cg rot reason to outcome < <(tk_fields "$p" "$name" outbound.generation \
+            rotation.clock_generation rotation.rotations rotation.last.reason rotation.last.to \
+            rotation.last.outcome | tr '\n' ' ')
+        local r0; [ "$p" = a ] && r0=$r0a || r0=$r0b
+        uml_check "$p: sends on the clock's generation ($og = $cg = $gend)" test "$og" = "$gend" -a "$cg" = "$gend"
+        uml_check "$p: show counts $((gend - g0)) more rotations ($r0 -> $rot)" test "$rot" = $((r0 + gend - g0))
+        uml_check "$p: last rotation: to $gend, reason clock, outcome done ($to, $reason, $outcome)" \
+            test "$to" = "$gend" -a "$reason" = clock -a "$outcome" = done
+    done
+    # The log: one rotation per boundary, each to the next generation.
+    for p in a b; do
+        local mk; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
+        local lines want="" g
+        lines=$(tk_log_after "$p" "$mk" | sed -n "s/.*$name: rotation [0-9]*: sending moves from generation \([0-9]*\) to \([0-9]*\) (\([^)]*\)).*/\1>\2 \3/p" | tr '\n' ';')
+        for ((g = g0; g < gend; g++)); do want+="$g>$((g + 1)) clock;"; done
+        uml_check "$p's log: one clock rotation per boundary, one generation each ($lines)" test "$lines" = "$want"
+    done
+    # Each generation that ran whole under the ping carried traffic, both
+    # directions, on both peers; the old ones left the kernel.
+    rot_gen_traffic "$name" "$number" "$g1" $((g1 + 5)) /tmp/rot-samples
+    rot_window_check "$name" "$number" /tmp/rot-samples 2 "$l" "$ov"
+    rot_removed_check "$name" "$number" "$g1" $((g1 + 4)) "$mark_a" "$mark_b"
+    rot_kernel_exact "$name" "$number" 2
+}
+
+# --- 2. epochs apart ------------------------------------------------------------
+case_epochs() {
+    uml_note "case 2: the peers' epochs apart"
+    local name=ep number=12 e=1700000000 next_a next_b l ov d
+    # (a) b's epoch 1 s after a's, overlap 2 s: b rotates 1 s after a.
+    uml_note "case 2a: b's epoch = a's + 1 s, overlap 2 s"
+    ROT_TOKEND=""
+    ROT_SA=$'lifetime = 4s\noverlap = 2s'
+    ROT_A="epoch = $e" ROT_B="epoch = $((e + 1))"
+    rot_fresh
+    rot_start "$name" "$number" || return
+    read -r _ next_a l ov <<<"$(rot_clock a "$name")"
+    read -r _ next_b _ _ <<<"$(rot_clock b "$name")"
+    d=$(( ((next_b - next_a) % l + l) % l ))
+    uml_check "show: b's boundaries are 1 s after a's (epochs $e / $((e + 1)); $d ms)" test "$d" = 1000
+    uml_check "show: overlap 2 s ($ov ms)" test "$ov" = 2000
+    local mark_a mark_b g0 g1
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    g0=$(tk_fields a "$name" rotation.clock_generation)
+    tk_ping_start a "$UML_B4" 14
+    tk_ping_finish
+    g1=$(tk_fields a "$name" rotation.clock_generation)
+    rot_ping_report "epochs 1 s apart"
+    uml_check "epochs 1 s apart within a 2 s overlap: no reply lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
+        test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
+    uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
+    for p in a b; do
+        local mk; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
+        uml_check "$p: no 'peer still sends' warning" eval '! tk_log_after "$p" "$mk" | grep -q "the peer still sends on generation"'
+        uml_check "$p: state up, peer in step ($(tk_fields "$p" "$name" state rotation.peer_in_step | tr '\n' ' '))" \
+            test "$(tk_fields "$p" "$name" state rotation.peer_in_step | tr '\n' ' ')" = "up true "
+    done
+
+    # (b) 3 s apart with a 1 s overlap: b's replies on its old generation
+    # reach a after a dropped that generation.
+    uml_note "case 2b: b's epoch = a's + 3 s, overlap 1 s"
+    ROT_SA=$'lifetime = 4s\noverlap = 1s'
+    ROT_A="epoch = $e" ROT_B="epoch = $((e + 3))"
+    rot_fresh
+    rot_start "$name" "$number" || return
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    g0=$(tk_fields a "$name" rotation.clock_generation)
+    tk_ping_start a "$UML_B4" 14
+    local looks="" seen_error=0 seen_reason=0 seen_step=0 st pis reason
+    while tk_ping_running; do
+        sleep 1
+        tk_ping_running || break
+        { read -r st; read -r pis; read -r reason; } < <(tk_fields a "$name" state rotation.peer_in_step reason)
+        looks+=" $st/$pis"
+        [ "$st" = error ] && seen_error=1
+        [ "$pis" = false ] && seen_step=1
+        grep -q "the peer still sends on generation" <<<"$reason" && seen_reason=1 && ROT_REASON=$reason
+    done
+    tk_ping_finish
+    g1=$(tk_fields a "$name" rotation.clock_generation)
+    rot_ping_report "epochs 3 s apart"
+    uml_note "  a's state/peer_in_step each second:$looks"
+    uml_check "epochs 3 s apart, overlap 1 s: replies lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
+        test "$TK_PING_LOST" -gt 0
+    uml_check "a: logs the warning that the peer still sends on an ended generation" \
+        eval 'tk_log_after a "$mark_a" | grep "<4>" | grep -q "$name: the peer still sends on generation [0-9]*, which ended more than the overlap"'
+    tk_log_after a "$mark_a" | grep "the peer still sends" | head -n 1 | sed 's/^/#   a: /'
+    uml_check "a: show said state error while it lasted" test "$seen_error" = 1
+    uml_check "a: show said rotation.peer_in_step false" test "$seen_step" = 1
+    uml_check "a: show's reason names it (${ROT_REASON:-none})" test "$seen_reason" = 1
+    uml_check "b: no such warning (a is ahead of b, which b accepts)" \
+        eval '! tk_log_after b "$mark_b" | grep -q "the peer still sends on generation"'
+
+    # b's epoch put right: rewrite its config, SIGHUP.
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    ROT_B="epoch = $e"
+    rot_conf b "$name" "$number"
+    kill -HUP "${TK_PIDS[b]}"
+    uml_eventually 5 "b: reloaded its config" eval 'tk_log_after b "$mark_b" | grep -q "config reloaded"'
+    uml_check "b: the reload did not fail" eval '! tk_log_after b "$mark_b" | grep -q "config reload failed"'
+    read -r _ next_a _ _ <<<"$(rot_clock a "$name")"
+    read -r _ next_b _ _ <<<"$(rot_clock b "$name")"
+    uml_check "show: a's and b's boundaries coincide now ($next_a / $next_b)" test "$next_a" = "$next_b"
+    g0=$(tk_fields a "$name" rotation.clock_generation)
+    tk_ping_start a "$UML_B4" 14
+    tk_ping_finish
+    g1=$(tk_fields a "$name" rotation.clock_generation)
+    rot_ping_report "after b's epoch was put right"
+    uml_check "after the fix: no reply lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
+        test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
+    uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
+    uml_check "a: logs that the peer is in step again" \
+        eval 'tk_log_after a "$mark_a" | grep -q "$name: the peer is in step again"'
+    uml_check "a: no new warning after the fix" \
+        eval '! tk_log_after a "$mark_a" | grep -q "the peer still sends on generation"'
+    for p in a b; do
+        local f
+        f=$(tk_fields "$p" "$name" state rotation.peer_in_step reason | tr '\n' ' ')
+        uml_check "$p: the report cleared: state up, peer in step, no reason ($f)" test "$f" = "up true null "
+    done
+}
+
+# --- 3. a byte limit: early moves within one period ------------------------------
+case_bytes() {
+    uml_note "case 3: lifetime-bytes small enough for several early moves within one period"
+    local name=bytes number=13 g0 next l ov
+    ROT_TOKEND=$'counter-interval = 250ms\ndwell = 1s'
+    ROT_SA=$'lifetime = 30s\nlookahead = 8\nlifetime-bytes = 5000'
+    ROT_A="" ROT_B=""
+    rot_fresh
+    rot_start "$name" "$number" || return
+    read -r g0 next l ov <<<"$(rot_clock a "$name")"
+    # The whole run within one period: from just after a boundary when the
+    # next one is less than 16 s away.
+    if [ $(( next - $(tk_wall_ms) )) -lt 16000 ]; then
+        uml_note "  waiting $(( next - $(tk_wall_ms) )) ms for the boundary"
+        tk_sleep_until $(( next + 300 ))
+        read -r g0 next l ov <<<"$(rot_clock a "$name")"
+    fi
+    local mark_a mark_b moves_a0 moves_b0 og_a0 og_b0
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    { read -r moves_a0; read -r og_a0; } < <(tk_fields a "$name" moves outbound.generation)
+    { read -r moves_b0; read -r og_b0; } < <(tk_fields b "$name" moves outbound.generation)
+    tk_ping_start a "$UML_B4" 12
+    tk_ping_finish
+    sleep 1
+    local g1 p
+    g1=$(tk_fields a "$name" rotation.clock_generation)
+    rot_ping_report "byte limit"
+    uml_check "byte limit: no reply lost ($TK_PING_LOST of $TK_PING_TX)" test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
+    uml_check "all within one period (clock generation $g0 -> $g1)" test "$g0" = "$g1"
+    for p in a b; do
+        local mk m0 o0 n lines moves og rg other
+        [ "$p" = a ] && { mk=$mark_a; m0=$moves_a0; o0=$og_a0; other=b; } || { mk=$mark_b; m0=$moves_b0; o0=$og_b0; other=a; }
+        lines=$(tk_log_after "$p" "$mk" | grep "$name: rotation [0-9]*: sending moves from generation")
+        n=$(grep -c "(soft byte limit)" <<<"$lines")
+        { read -r moves; read -r og; } < <(tk_fields "$p" "$name" moves outbound.generation)
+        rg=$(tk_fields "$other" "$name" receiving_generation)
+        uml_note "  $p: $n soft byte limit rotations, moves $m0 -> $moves, outbound generation $o0 -> $og (clock $g1); $other receives on $rg"
+        uml_check "$p: at least 3 'soft byte limit' rotations within the period ($n)" test "$n" -ge 3
+        uml_check "$p: every rotation was for the byte limit" test "$(grep -vc '(soft byte limit)' <<<"$lines")" = 0
+        uml_check "$p: each moved one generation on" \
+            eval '! sed -n "s/.*from generation \([0-9]*\) to \([0-9]*\) .*/\1 \2/p" <<<"$lines" | awk "\$2 != \$1 + 1 { bad = 1 } END { exit !bad }"'
+        uml_check "$p: show counts the early moves ($m0 -> $moves, $n logged)" test $((moves - m0)) = "$n"
+        uml_check "$p: sends ahead of the clock by the moves, within lookahead - 1 ($og, clock $g1)" \
+            test "$og" = $((o0 + n)) -a "$og" -le $((g1 + 7))
+        uml_check "$other: receives on $p's sending generation ($rg = $og)" test "$rg" = "$og"
+        uml_check "$p: no 'cannot move ahead' warning" eval '! tk_log_after "$p" "$mk" | grep -q "cannot move ahead"'
+    done
+}
+
+for c in $CASES; do
+    case $c in
+        1) case_clock ;;
+        2) case_epochs ;;
+        3) case_bytes ;;
+        *) uml_fail "no case $c" ;;
+    esac
+done
+
+uml_done

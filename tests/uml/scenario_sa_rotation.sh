@@ -20,7 +20,6 @@
 # daemons, no SAs, no state.)
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tokend_lib.sh"
-. "$(dirname "$0")/rotation_lib.sh"
 trap 'tk_sampler_stop; tk_cleanup_all; uml_cleanup; cp "$TK_DIR"/*.log "$UML_RESULTS/" 2>/dev/null' EXIT
 
 CASES=${*:-1 2 3}
@@ -31,13 +30,13 @@ tk_secret
 # --- 1. rotation by the clock -------------------------------------------------
 case_clock() {
     uml_note "case 1: rotation by the clock, lifetime 4 s, ping across six boundaries"
-    local name=clk number=11 g0 next l ov gend r0a r0b ra rb t_end mark_a mark_b
-    ROT_TOKEND=""                       # counter-interval 1 s, dwell 3 s: defaults
-    ROT_SA="lifetime = 4s"              # overlap: the default, L/4 = 1 s
-    ROT_A="" ROT_B=""
-    rot_fresh
-    rot_start "$name" "$number" || return
-    read -r g0 next l ov <<<"$(rot_clock a "$name")"
+    local name=clk number=11 g0 next l ov origin gend r0a r0b ra rb t_end mark_a mark_b
+    TK_ROT_TOKEND=""                       # counter-interval 1 s, dwell 3 s: defaults
+    TK_ROT_SA="lifetime = 4s"              # overlap: the default, L/4 = 1 s
+    TK_ROT_A="" TK_ROT_B=""
+    tk_rot_fresh
+    tk_rot_start "$name" "$number" || return
+    read -r g0 next l ov origin <<<"$(tk_rot_clock a "$name")"
     uml_note "  clock generation $g0, period $l ms, overlap $ov ms, next boundary in $(( next - $(tk_wall_ms) )) ms"
     uml_check "show: period 4 s, overlap 1 s (the default L/4)" test "$l" = 4000 -a "$ov" = 1000
     r0a=$(tk_fields a "$name" rotation.rotations)
@@ -63,14 +62,14 @@ case_clock() {
     tk_ping_finish
     tk_sampler_stop
     t_end=$(tk_wall_ms)
-    rot_ping_report "clock rotation"
+    tk_rot_ping_report "clock rotation"
     uml_check "clock rotation: no reply lost ($TK_PING_LOST of $TK_PING_TX)" test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 400
     uml_check "every look at a and b while the ping ran: state up, outbound generation = the clock's ($polls looks)$bad" \
         test -z "$bad"
     # Wait until the newest generation's overlap is over (and not at the
     # next boundary), then look at the kernel's SAs.
-    rot_settle a "$name"
-    read -r gend next l ov <<<"$(rot_clock a "$name")"
+    tk_rot_settle a "$name"
+    read -r gend next l ov origin <<<"$(tk_rot_clock a "$name")"
     uml_note "  generations $g0 -> $gend during the case ($((gend - g0)) boundaries)"
     uml_check "at least six boundaries went by ($g0 -> $gend)" test $((gend - g0)) -ge 6
     for p in a b; do
@@ -94,10 +93,10 @@ case_clock() {
     done
     # Each generation that ran whole under the ping carried traffic, both
     # directions, on both peers; the old ones left the kernel.
-    rot_gen_traffic "$name" "$number" "$g1" $((g1 + 5)) /tmp/rot-samples
-    rot_window_check "$name" "$number" /tmp/rot-samples 2 "$l" "$ov"
-    rot_removed_check "$name" "$number" "$g1" $((g1 + 4)) "$mark_a" "$mark_b"
-    rot_kernel_exact "$name" "$number" 2
+    tk_rot_gen_traffic "$number" "$g1" $((g1 + 5)) /tmp/rot-samples
+    tk_rot_window_check "$number" /tmp/rot-samples 2 "$l" "$ov" "$origin"
+    tk_rot_removed_check "$name" "$number" "$g1" $((g1 + 4)) "$mark_a" "$mark_b"
+    tk_rot_kernel_exact "$number" 2 "$gend"
 }
 
 # --- 2. epochs apart ------------------------------------------------------------
@@ -106,13 +105,13 @@ case_epochs() {
     local name=ep number=12 e=1700000000 next_a next_b l ov d
     # (a) b's epoch 1 s after a's, overlap 2 s: b rotates 1 s after a.
     uml_note "case 2a: b's epoch = a's + 1 s, overlap 2 s"
-    ROT_TOKEND=""
-    ROT_SA=$'lifetime = 4s\noverlap = 2s'
-    ROT_A="epoch = $e" ROT_B="epoch = $((e + 1))"
-    rot_fresh
-    rot_start "$name" "$number" || return
-    read -r _ next_a l ov <<<"$(rot_clock a "$name")"
-    read -r _ next_b _ _ <<<"$(rot_clock b "$name")"
+    TK_ROT_TOKEND=""
+    TK_ROT_SA=$'lifetime = 4s\noverlap = 2s'
+    TK_ROT_A="epoch = $e" TK_ROT_B="epoch = $((e + 1))"
+    tk_rot_fresh
+    tk_rot_start "$name" "$number" || return
+    read -r _ next_a l ov _ <<<"$(tk_rot_clock a "$name")"
+    read -r _ next_b _ _ _ <<<"$(tk_rot_clock b "$name")"
     d=$(( ((next_b - next_a) % l + l) % l ))
     uml_check "show: b's boundaries are 1 s after a's (epochs $e / $((e + 1)); $d ms)" test "$d" = 1000
     uml_check "show: overlap 2 s ($ov ms)" test "$ov" = 2000
@@ -122,7 +121,7 @@ case_epochs() {
     tk_ping_start a "$UML_B4" 14
     tk_ping_finish
     g1=$(tk_fields a "$name" rotation.clock_generation)
-    rot_ping_report "epochs 1 s apart"
+    tk_rot_ping_report "epochs 1 s apart"
     uml_check "epochs 1 s apart within a 2 s overlap: no reply lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
         test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
     uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
@@ -136,10 +135,10 @@ case_epochs() {
     # (b) 3 s apart with a 1 s overlap: b's replies on its old generation
     # reach a after a dropped that generation.
     uml_note "case 2b: b's epoch = a's + 3 s, overlap 1 s"
-    ROT_SA=$'lifetime = 4s\noverlap = 1s'
-    ROT_A="epoch = $e" ROT_B="epoch = $((e + 3))"
-    rot_fresh
-    rot_start "$name" "$number" || return
+    TK_ROT_SA=$'lifetime = 4s\noverlap = 1s'
+    TK_ROT_A="epoch = $e" TK_ROT_B="epoch = $((e + 3))"
+    tk_rot_fresh
+    tk_rot_start "$name" "$number" || return
     mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
     g0=$(tk_fields a "$name" rotation.clock_generation)
     tk_ping_start a "$UML_B4" 14
@@ -155,7 +154,7 @@ case_epochs() {
     done
     tk_ping_finish
     g1=$(tk_fields a "$name" rotation.clock_generation)
-    rot_ping_report "epochs 3 s apart"
+    tk_rot_ping_report "epochs 3 s apart"
     uml_note "  a's state/peer_in_step each second:$looks"
     uml_check "epochs 3 s apart, overlap 1 s: replies lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
         test "$TK_PING_LOST" -gt 0
@@ -170,19 +169,19 @@ case_epochs() {
 
     # b's epoch put right: rewrite its config, SIGHUP.
     mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
-    ROT_B="epoch = $e"
-    rot_conf b "$name" "$number"
+    TK_ROT_B="epoch = $e"
+    tk_rot_conf b "$name" "$number"
     kill -HUP "${TK_PIDS[b]}"
     uml_eventually 5 "b: reloaded its config" eval 'tk_log_after b "$mark_b" | grep -q "config reloaded"'
     uml_check "b: the reload did not fail" eval '! tk_log_after b "$mark_b" | grep -q "config reload failed"'
-    read -r _ next_a _ _ <<<"$(rot_clock a "$name")"
-    read -r _ next_b _ _ <<<"$(rot_clock b "$name")"
+    read -r _ next_a _ _ _ <<<"$(tk_rot_clock a "$name")"
+    read -r _ next_b _ _ _ <<<"$(tk_rot_clock b "$name")"
     uml_check "show: a's and b's boundaries coincide now ($next_a / $next_b)" test "$next_a" = "$next_b"
     g0=$(tk_fields a "$name" rotation.clock_generation)
     tk_ping_start a "$UML_B4" 14
     tk_ping_finish
     g1=$(tk_fields a "$name" rotation.clock_generation)
-    rot_ping_report "after b's epoch was put right"
+    tk_rot_ping_report "after b's epoch was put right"
     uml_check "after the fix: no reply lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
         test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
     uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
@@ -201,18 +200,18 @@ case_epochs() {
 case_bytes() {
     uml_note "case 3: lifetime-bytes small enough for several early moves within one period"
     local name=bytes number=13 g0 next l ov
-    ROT_TOKEND=$'counter-interval = 250ms\ndwell = 1s'
-    ROT_SA=$'lifetime = 30s\nlookahead = 8\nlifetime-bytes = 5000'
-    ROT_A="" ROT_B=""
-    rot_fresh
-    rot_start "$name" "$number" || return
-    read -r g0 next l ov <<<"$(rot_clock a "$name")"
+    TK_ROT_TOKEND=$'counter-interval = 250ms\ndwell = 1s'
+    TK_ROT_SA=$'lifetime = 30s\nlookahead = 8\nlifetime-bytes = 5000'
+    TK_ROT_A="" TK_ROT_B=""
+    tk_rot_fresh
+    tk_rot_start "$name" "$number" || return
+    read -r g0 next l ov _ <<<"$(tk_rot_clock a "$name")"
     # The whole run within one period: from just after a boundary when the
     # next one is less than 16 s away.
     if [ $(( next - $(tk_wall_ms) )) -lt 16000 ]; then
         uml_note "  waiting $(( next - $(tk_wall_ms) )) ms for the boundary"
         tk_sleep_until $(( next + 300 ))
-        read -r g0 next l ov <<<"$(rot_clock a "$name")"
+        read -r g0 next l ov _ <<<"$(tk_rot_clock a "$name")"
     fi
     local mark_a mark_b moves_a0 moves_b0 og_a0 og_b0
     mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
@@ -223,7 +222,7 @@ case_bytes() {
     sleep 1
     local g1 p
     g1=$(tk_fields a "$name" rotation.clock_generation)
-    rot_ping_report "byte limit"
+    tk_rot_ping_report "byte limit"
     uml_check "byte limit: no reply lost ($TK_PING_LOST of $TK_PING_TX)" test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
     uml_check "all within one period (clock generation $g0 -> $g1)" test "$g0" = "$g1"
     for p in a b; do

@@ -389,3 +389,212 @@ tk_sampler_stop() {
     wait "$TK_SAMPLER_PID" 2>/dev/null
     TK_SAMPLER_PID=
 }
+
+# --- the rotation scenarios' cases: configs, the clock, what the kernel had --
+# Each case starts from scratch with tk_rot_fresh, then describes its
+# configs in TK_ROT_TOKEND (lines for [tokend]), TK_ROT_SA (lines for both
+# peers' [sa NAME]), TK_ROT_A and TK_ROT_B (lines for one peer only), and
+# calls tk_rot_start NAME NUMBER. a (192.0.2.1) sends to b on direction 0,
+# b to a on direction 1.
+TK_ROT_TOKEND="" TK_ROT_SA="" TK_ROT_A="" TK_ROT_B=""
+
+# tk_rot_fresh: both daemons stopped, no SA or policy left, no state.
+tk_rot_fresh() {
+    tk_stop a
+    tk_stop b
+    uml_xfrm_flush a b
+    rm -rf "$TK_DIR/a.state" "$TK_DIR/b.state"
+}
+
+# tk_rot_conf PEER NAME NUMBER [SECRET_FILE]: PEER's config.
+tk_rot_conf() {
+    local p=$1 l r extra
+    if [ "$p" = a ]; then l=$UML_A4 r=$UML_B4 extra=$TK_ROT_A; else l=$UML_B4 r=$UML_A4 extra=$TK_ROT_B; fi
+    {
+        printf '[tokend]\nlog-level = debug\n'
+        [ -n "$TK_ROT_TOKEND" ] && printf '%s\n' "$TK_ROT_TOKEND"
+        printf '[sa %s]\nnumber = %s\nlocal = %s\nremote = %s\nsecret = %s\n' \
+            "$2" "$3" "$l" "$r" "${4:-$TK_DIR/secret.key}"
+        [ -n "$TK_ROT_SA" ] && printf '%s\n' "$TK_ROT_SA"
+        [ -n "$extra" ] && printf '%s\n' "$extra"
+    } > "$TK_DIR/$p.conf"
+}
+
+# tk_rot_start NAME NUMBER: both configs written, both daemons started, the
+# association up on both (checks counted).
+tk_rot_start() {
+    tk_rot_conf a "$1" "$2"
+    tk_rot_conf b "$1" "$2"
+    tk_start a && tk_start b || { uml_fail "both daemons started"; return 1; }
+    uml_eventually 15 "a: association $1 up" tk_assoc_up a "$1" &&
+    uml_eventually 15 "b: association $1 up" tk_assoc_up b "$1"
+}
+
+# tk_rot_clock PEER NAME: "GEN NEXT_MS PERIOD_MS OVERLAP_MS ORIGIN_MS" from
+# show: the clock's generation, the wall time of the next boundary, and the
+# start of generation 0 (epoch + phase); exact, whatever the call's delay.
+tk_rot_clock() {
+    tk_fields "$1" "$2" rotation.clock_generation rotation.period rotation.overlap_ms \
+        rotation.epoch rotation.phase_ms | tr '\n' ' ' |
+        awk '{ o = $4 * 1000 + $5; l = $2 * 1000; printf "%d %d %d %d %d\n", $1, o + ($1 + 1) * l, l, $3, o }'
+}
+
+# tk_rot_settle PEER NAME: wait until the overlap after the last boundary is
+# over by 1.5 s (the kernel's SA timers work in seconds) and the next
+# boundary is at least 0.8 s away.
+tk_rot_settle() {
+    local g next l ov since
+    read -r g next l ov _ <<<"$(tk_rot_clock "$1" "$2")"
+    since=$(( $(tk_wall_ms) - (next - l) ))
+    if [ "$since" -lt $((ov + 1500)) ]; then
+        tk_sleep_until $(( next - l + ov + 1500 ))
+    fi
+    if [ $(( next - $(tk_wall_ms) )) -lt 800 ]; then
+        tk_sleep_until $(( next + ov + 1500 ))
+    fi
+}
+
+tk_rot_ping_report() {
+    uml_note "$1: ping sent $TK_PING_TX, got $TK_PING_RX replies, lost $TK_PING_LOST${TK_PING_MISSING:+ (icmp_seq $(cut -d' ' -f1-30 <<<"$TK_PING_MISSING")$([ "$(wc -w <<<"$TK_PING_MISSING")" -gt 30 ] && echo ' ...'))}"
+}
+
+# tk_rot_gen_traffic NUMBER GFROM GTO SAMPLES: every generation GFROM..GTO
+# carried packets both ways on both peers, as the sampler saw the kernel's
+# counters (max per SA): a's outbound and b's inbound on direction 0, b's
+# outbound and a's inbound on direction 1.
+tk_rot_gen_traffic() {
+    local out
+    out=$(python3 - "$@" "$UML_A4" "$UML_B4" <<'PY'
+import sys
+number, g0, g1, path, a4, b4 = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+mx = {}
+for line in open(path):
+    f = line.split()
+    if len(f) < 7:
+        continue
+    key = (f[1], int(f[2], 16), f[3])
+    mx[key] = max(mx.get(key, 0), int(f[5]))
+def spi(d, g):
+    return 0x01000000 | number << 8 | d << 7 | g % 128
+bad = []
+for g in range(g0, g1 + 1):
+    row = []
+    for ns, d, src, what in (("a", 0, a4, "a out"), ("b", 0, a4, "b in"),
+                             ("b", 1, b4, "b out"), ("a", 1, b4, "a in")):
+        p = mx.get((ns, spi(d, g), src), 0)
+        row.append("%s %d" % (what, p))
+        if p == 0:
+            bad.append("generation %d: %s carried nothing" % (g, what))
+    print("#   generation %d (SPIs 0x%08x / 0x%08x), most packets seen: %s" % (
+        g, spi(0, g), spi(1, g), ", ".join(row)))
+for b in bad:
+    print("BAD " + b)
+PY
+)
+    grep -v '^BAD' <<<"$out"
+    if grep -q '^BAD' <<<"$out"; then
+        uml_fail "every generation $2..$3 carried packets both ways, counted on both peers"
+        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
+    else
+        uml_pass "every generation $2..$3 carried packets both ways, counted on both peers"
+    fi
+}
+
+# tk_rot_window_check NUMBER SAMPLES LOOKAHEAD PERIOD_MS OVERLAP_MS ORIGIN_MS:
+# in every sample each peer had one outbound SA (two only in the second
+# after a boundary), of the clock's generation, and inbound SAs of the
+# window only: the clock's generation to + LOOKAHEAD, the one before only
+# within the overlap (+ 1.5 s: the kernel's timers tick in seconds).
+tk_rot_window_check() {
+    local out
+    out=$(python3 - "$@" "$UML_A4" "$UML_B4" <<'PY'
+import sys
+number, path, W, L, OV, origin, a4, b4 = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
+    int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8])
+addr = {"a": a4, "b": b4}
+samples = {}
+for line in open(path):
+    f = line.split()
+    if len(f) < 3:
+        continue
+    key = (int(f[0]), f[1])
+    samples.setdefault(key, [])
+    if f[2] != "-":
+        samples[key].append((int(f[2], 16), f[3]))
+bad, nout2, maxin, n = [], 0, 0, 0
+for (t, ns), sas in sorted(samples.items()):
+    n += 1
+    gc = (t - origin) // L
+    since = t - (origin + gc * L)
+    until = origin + (gc + 1) * L - t
+    outs = [s for s, src in sas if src == addr[ns]]
+    ins = [s for s, src in sas if src != addr[ns]]
+    maxin = max(maxin, len(ins))
+    if len(outs) > 1:
+        nout2 += 1
+        if since > 1000:
+            bad.append("t=%d %s: %d outbound SAs %.1f s after the boundary" % (t, ns, len(outs), since / 1000))
+    for s in outs:
+        d = ((s & 0x7f) - gc) % 128
+        d = d - 128 if d >= 64 else d
+        if not (d == 0 or (d == -1 and since < 1000) or (d == 1 and until < 500)):
+            bad.append("t=%d %s: outbound SA 0x%08x is generation clock%+d" % (t, ns, s, d))
+    for s in ins:
+        d = ((s & 0x7f) - gc) % 128
+        d = d - 128 if d >= 64 else d
+        if not (0 <= d <= W or (d == -1 and since < OV + 1500) or (d == W + 1 and until < 500)):
+            bad.append("t=%d %s: inbound SA 0x%08x is generation clock%+d (%.1f s after the boundary)" % (t, ns, s, d, since / 1000))
+print("#   %d samples; at most %d inbound SAs at once; %d samples with two outbound SAs (just after a boundary)" % (n, maxin, nout2))
+for b in bad[:20]:
+    print("BAD " + b)
+if n < 10:
+    print("BAD only %d samples" % n)
+PY
+)
+    grep -v '^BAD' <<<"$out"
+    if grep -q '^BAD' <<<"$out"; then
+        uml_fail "the kernel held only the window's SAs in every sample (outbound: the clock's generation; inbound: it to +$3, the one before within the overlap)"
+        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
+    else
+        uml_pass "the kernel held only the window's SAs in every sample (outbound: the clock's generation; inbound: it to +$3, the one before within the overlap)"
+    fi
+}
+
+# tk_rot_removed_check NAME NUMBER GFROM GTO MARK_A MARK_B: for every
+# generation GFROM..GTO the logs say its SAs were removed having carried
+# packets: the sender's outbound and the receiver's inbound, both ways.
+tk_rot_removed_check() {
+    local name=$1 number=$2 gfrom=$3 gto=$4 g bad="" notes="" la lb
+    la=$(tk_log_after a "$5")
+    lb=$(tk_log_after b "$6")
+    for ((g = gfrom; g <= gto; g++)); do
+        local row="" k
+        for k in "a outbound 0" "b inbound 0" "b outbound 1" "a inbound 1"; do
+            set -- $k
+            local log spi p
+            [ "$1" = a ] && log=$la || log=$lb
+            spi=$(tk_gen_spi "$number" "$3" "$g")
+            p=$(sed -n "s/.*$name: SA $spi removed ($2, generation $g, carried \([0-9]*\) packets.*/\1/p" <<<"$log" | head -n 1)
+            row+=" $1 $2 ${p:-none}"
+            [ -n "$p" ] && [ "$p" -gt 0 ] || bad+=" $g:$1-$2:${p:-no-line}"
+        done
+        notes+="#   generation $g, removed carrying (packets):$row"$'\n'
+    done
+    printf '%s' "$notes"
+    uml_check "the logs say each generation's SAs were removed having carried packets, both ways, on both peers${bad:+ (missing or empty:$bad)}" \
+        test -z "$bad"
+}
+
+# tk_rot_kernel_exact NUMBER LOOKAHEAD GEN: each peer's kernel holds exactly
+# its outbound SA of GEN and its inbound SAs of GEN..GEN+LOOKAHEAD.
+tk_rot_kernel_exact() {
+    local number=$1 w=$2 g=$3 p d_out d_in want have i
+    for p in a b; do
+        [ "$p" = a ] && { d_out=0; d_in=1; } || { d_out=1; d_in=0; }
+        want=$(for ((i = 0; i <= w; i++)); do tk_gen_spi "$number" "$d_in" $((g + i)); echo; done
+               tk_gen_spi "$number" "$d_out" "$g"; echo)
+        want=$(sort <<<"$want" | tr '\n' ' ')
+        have=$(tk_spis "$p")
+        uml_check "$p: the kernel holds exactly outbound $g and inbound $g..$((g + w)) ($have)" test "$have" = "$want"
+    done
+}

@@ -39,12 +39,12 @@ case_clock() {
     read -r g0 next l ov origin <<<"$(tk_rot_clock a "$name")"
     uml_note "  clock generation $g0, period $l ms, overlap $ov ms, next boundary in $(( next - $(tk_wall_ms) )) ms"
     uml_check "show: period 4 s, overlap 1 s (the default L/4)" test "$l" = 4000 -a "$ov" = 1000
-    r0a=$(tk_fields a "$name" rotation.rotations)
-    r0b=$(tk_fields b "$name" rotation.rotations)
-    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
     # From just after a boundary, so the ping spans whole generations.
     tk_sleep_until $(( next + 200 ))
-    local g1=$((g0 + 1)) t0=$next
+    g0=$((g0 + 1))
+    mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
+    r0a=$(tk_fields a "$name" rotation.rotations)
+    r0b=$(tk_fields b "$name" rotation.rotations)
     tk_sampler_start /tmp/rot-samples 1 a b
     tk_ping_start a "$UML_B4" 25
     # Six boundaries go by; each peer is looked at now and then.
@@ -54,7 +54,7 @@ case_clock() {
         tk_ping_running || break
         local p st og cg
         for p in a b; do
-            read -r st og cg < <(tk_fields "$p" "$name" state outbound.generation rotation.clock_generation | tr '\n' ' ')
+            read -r st og cg <<<"$(tk_fields "$p" "$name" state outbound.generation rotation.clock_generation | tr '\n' ' ')"
             polls=$((polls + 1))
             [ "$st" = up ] && [ "$og" = "$cg" ] || bad+=" $p:state=$st,outbound=$og,clock=$cg"
         done
@@ -67,17 +67,26 @@ case_clock() {
     uml_check "every look at a and b while the ping ran: state up, outbound generation = the clock's ($polls looks)$bad" \
         test -z "$bad"
     # Wait until the newest generation's overlap is over (and not at the
-    # next boundary), then look at the kernel's SAs.
-    tk_rot_settle a "$name"
-    read -r gend next l ov origin <<<"$(tk_rot_clock a "$name")"
+    # next boundary), then look at the kernel's SAs and at show: a snapshot
+    # within one generation (taken again if a boundary came in between).
+    local try spis_a spis_b show_a show_b
+    for try in 1 2 3; do
+        tk_rot_settle a "$name"
+        gend=$TK_ROT_GEN
+        spis_a=$(tk_spis a); spis_b=$(tk_spis b)
+        show_a=$(tk_fields a "$name" outbound.generation rotation.clock_generation rotation.rotations \
+            rotation.last.reason rotation.last.to rotation.last.outcome | tr '\n' ' ')
+        show_b=$(tk_fields b "$name" outbound.generation rotation.clock_generation rotation.rotations \
+            rotation.last.reason rotation.last.to rotation.last.outcome | tr '\n' ' ')
+        tk_rot_same_gen a "$name" "$gend" && break
+        uml_note "  a boundary came during the snapshot; again"
+    done
     uml_note "  generations $g0 -> $gend during the case ($((gend - g0)) boundaries)"
     uml_check "at least six boundaries went by ($g0 -> $gend)" test $((gend - g0)) -ge 6
     for p in a b; do
-        local og cg rot reason to outcome
-        read -r og cg rot reason to outcome < <(tk_fields "$p" "$name" outbound.generation \
-            rotation.clock_generation rotation.rotations rotation.last.reason rotation.last.to \
-            rotation.last.outcome | tr '\n' ' ')
-        local r0; [ "$p" = a ] && r0=$r0a || r0=$r0b
+        local og cg rot reason to outcome r0
+        if [ "$p" = a ]; then r0=$r0a; read -r og cg rot reason to outcome <<<"$show_a"
+        else r0=$r0b; read -r og cg rot reason to outcome <<<"$show_b"; fi
         uml_check "$p: sends on the clock's generation ($og = $cg = $gend)" test "$og" = "$gend" -a "$cg" = "$gend"
         uml_check "$p: show counts $((gend - g0)) more rotations ($r0 -> $rot)" test "$rot" = $((r0 + gend - g0))
         uml_check "$p: last rotation: to $gend, reason clock, outcome done ($to, $reason, $outcome)" \
@@ -87,16 +96,17 @@ case_clock() {
     for p in a b; do
         local mk; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
         local lines want="" g
-        lines=$(tk_log_after "$p" "$mk" | sed -n "s/.*$name: rotation [0-9]*: sending moves from generation \([0-9]*\) to \([0-9]*\) (\([^)]*\)).*/\1>\2 \3/p" | tr '\n' ';')
+        lines=$(tk_log_after "$p" "$mk" | sed -n "s/.*$name: rotation [0-9]*: sending moves from generation \([0-9]*\) to \([0-9]*\) (\([^)]*\)).*/\1>\2 \3/p" |
+            awk -F'[> ]' -v e="$gend" '$2 <= e' | tr '\n' ';')
         for ((g = g0; g < gend; g++)); do want+="$g>$((g + 1)) clock;"; done
         uml_check "$p's log: one clock rotation per boundary, one generation each ($lines)" test "$lines" = "$want"
     done
     # Each generation that ran whole under the ping carried traffic, both
     # directions, on both peers; the old ones left the kernel.
-    tk_rot_gen_traffic "$number" "$g1" $((g1 + 5)) /tmp/rot-samples
+    tk_rot_gen_traffic "$number" "$g0" $((g0 + 6)) /tmp/rot-samples
     tk_rot_window_check "$number" /tmp/rot-samples 2 "$l" "$ov" "$origin"
-    tk_rot_removed_check "$name" "$number" "$g1" $((g1 + 4)) "$mark_a" "$mark_b"
-    tk_rot_kernel_exact "$number" 2 "$gend"
+    tk_rot_removed_check "$name" "$number" "$g0" $((gend - 1)) "$mark_a" "$mark_b"
+    tk_rot_kernel_exact "$number" 2 "$gend" "$spis_a" "$spis_b"
 }
 
 # --- 2. epochs apart ------------------------------------------------------------
@@ -146,7 +156,7 @@ case_epochs() {
     while tk_ping_running; do
         sleep 1
         tk_ping_running || break
-        { read -r st; read -r pis; read -r reason; } < <(tk_fields a "$name" state rotation.peer_in_step reason)
+        { read -r st; read -r pis; read -r reason; } <<<"$(tk_fields a "$name" state rotation.peer_in_step reason)"
         looks+=" $st/$pis"
         [ "$st" = error ] && seen_error=1
         [ "$pis" = false ] && seen_step=1
@@ -215,8 +225,8 @@ case_bytes() {
     fi
     local mark_a mark_b moves_a0 moves_b0 og_a0 og_b0
     mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
-    { read -r moves_a0; read -r og_a0; } < <(tk_fields a "$name" moves outbound.generation)
-    { read -r moves_b0; read -r og_b0; } < <(tk_fields b "$name" moves outbound.generation)
+    { read -r moves_a0; read -r og_a0; } <<<"$(tk_fields a "$name" moves outbound.generation)"
+    { read -r moves_b0; read -r og_b0; } <<<"$(tk_fields b "$name" moves outbound.generation)"
     tk_ping_start a "$UML_B4" 12
     tk_ping_finish
     sleep 1
@@ -230,7 +240,7 @@ case_bytes() {
         [ "$p" = a ] && { mk=$mark_a; m0=$moves_a0; o0=$og_a0; other=b; } || { mk=$mark_b; m0=$moves_b0; o0=$og_b0; other=a; }
         lines=$(tk_log_after "$p" "$mk" | grep "$name: rotation [0-9]*: sending moves from generation")
         n=$(grep -c "(soft byte limit)" <<<"$lines")
-        { read -r moves; read -r og; } < <(tk_fields "$p" "$name" moves outbound.generation)
+        { read -r moves; read -r og; } <<<"$(tk_fields "$p" "$name" moves outbound.generation)"
         rg=$(tk_fields "$other" "$name" receiving_generation)
         uml_note "  $p: $n soft byte limit rotations, moves $m0 -> $moves, outbound generation $o0 -> $og (clock $g1); $other receives on $rg"
         uml_check "$p: at least 3 'soft byte limit' rotations within the period ($n)" test "$n" -ge 3

@@ -436,23 +436,29 @@ tk_rot_start() {
 tk_rot_clock() {
     tk_fields "$1" "$2" rotation.clock_generation rotation.period rotation.overlap_ms \
         rotation.epoch rotation.phase_ms | tr '\n' ' ' |
-        awk '{ o = $4 * 1000 + $5; l = $2 * 1000; printf "%d %d %d %d %d\n", $1, o + ($1 + 1) * l, l, $3, o }'
+        awk '{ o = $4 * 1000 + $5; l = $2 * 1000; printf "%.0f %.0f %.0f %.0f %.0f\n", $1, o + ($1 + 1) * l, l, $3, o }'
 }
 
-# tk_rot_settle PEER NAME: wait until the overlap after the last boundary is
-# over by 1.5 s (the kernel's SA timers work in seconds) and the next
-# boundary is at least 0.8 s away.
+# tk_rot_settle PEER NAME [MARGIN_MS]: wait until the overlap after the last
+# boundary is over by MARGIN_MS (default 300) and the next boundary is at
+# least 1.5 s away. TK_ROT_GEN is then the clock's generation.
 tk_rot_settle() {
-    local g next l ov since
+    local g next l ov since margin=${3:-300}
     read -r g next l ov _ <<<"$(tk_rot_clock "$1" "$2")"
     since=$(( $(tk_wall_ms) - (next - l) ))
-    if [ "$since" -lt $((ov + 1500)) ]; then
-        tk_sleep_until $(( next - l + ov + 1500 ))
+    if [ "$since" -lt $((ov + margin)) ]; then
+        tk_sleep_until $(( next - l + ov + margin ))
     fi
-    if [ $(( next - $(tk_wall_ms) )) -lt 800 ]; then
-        tk_sleep_until $(( next + ov + 1500 ))
+    if [ $(( next - $(tk_wall_ms) )) -lt 1500 ]; then
+        tk_sleep_until $(( next + ov + margin ))
+        g=$((g + 1))
     fi
+    TK_ROT_GEN=$g
 }
+
+# tk_rot_same_gen PEER NAME GEN: the clock's generation is still GEN (a
+# check that began after tk_rot_settle did not straddle a boundary).
+tk_rot_same_gen() { [ "$(tk_fields "$1" "$2" rotation.clock_generation)" = "$3" ]; }
 
 tk_rot_ping_report() {
     uml_note "$1: ping sent $TK_PING_TX, got $TK_PING_RX replies, lost $TK_PING_LOST${TK_PING_MISSING:+ (icmp_seq $(cut -d' ' -f1-30 <<<"$TK_PING_MISSING")$([ "$(wc -w <<<"$TK_PING_MISSING")" -gt 30 ] && echo ' ...'))}"
@@ -585,16 +591,18 @@ tk_rot_removed_check() {
         test -z "$bad"
 }
 
-# tk_rot_kernel_exact NUMBER LOOKAHEAD GEN: each peer's kernel holds exactly
-# its outbound SA of GEN and its inbound SAs of GEN..GEN+LOOKAHEAD.
+# tk_rot_kernel_exact NUMBER LOOKAHEAD GEN [SPIS_A SPIS_B]: each peer's
+# kernel holds exactly its outbound SA of GEN and its inbound SAs of
+# GEN..GEN+LOOKAHEAD (SPIS_A/SPIS_B: what tk_spis said, taken before; by
+# default tk_spis now).
 tk_rot_kernel_exact() {
     local number=$1 w=$2 g=$3 p d_out d_in want have i
     for p in a b; do
-        [ "$p" = a ] && { d_out=0; d_in=1; } || { d_out=1; d_in=0; }
+        if [ "$p" = a ]; then d_out=0 d_in=1 have=${4:-$(tk_spis a)}
+        else d_out=1 d_in=0 have=${5:-$(tk_spis b)}; fi
         want=$(for ((i = 0; i <= w; i++)); do tk_gen_spi "$number" "$d_in" $((g + i)); echo; done
                tk_gen_spi "$number" "$d_out" "$g"; echo)
         want=$(sort <<<"$want" | tr '\n' ' ')
-        have=$(tk_spis "$p")
         uml_check "$p: the kernel holds exactly outbound $g and inbound $g..$((g + w)) ($have)" test "$have" = "$want"
     done
 }

@@ -10,7 +10,9 @@
 #      `ip -n NS -batch` with the same 500 lines; and a restart with the
 #      kernel already right;
 #   3. IPsec: bench/sa_install.sh (2000 associations, inside User-Mode Linux;
-#      skipped with a loud SKIP when UML is not installed).
+#      skipped with a loud SKIP when UML is not installed);
+#   4. rotation: bench/rotation.sh (1000 associations rotating in one period,
+#      inside User-Mode Linux).
 # Prints figures, never pass/fail; exits 0 unless something broke.
 #
 # Environment (all optional):
@@ -494,6 +496,16 @@ else
         *) broke "SA install benchmark failed (bench/sa_install.sh)" ;;
     esac
 fi
+
+# --- 4. key rotation at scale, inside User-Mode Linux ---------------------------
+echo
+echo "== 4. 1,000 associations rotating in one period (bench/rotation.sh, inside User-Mode Linux)"
+BENCH_BUILD_DIR=$BUILD ROT_BENCH_SKIP_BUILD=1 bash "$SRC/bench/rotation.sh"
+case $? in
+    0) ;;
+    77) echo "SKIP: the rotation benchmark skipped itself (see above)" ;;
+    *) broke "rotation benchmark failed (bench/rotation.sh)" ;;
+esac
 
 [ "$BROKEN" -eq 0 ] || { echo "run.sh: something broke (see above)" >&2; exit 1; }
 exit 0

@@ -1133,6 +1133,7 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 }
 
 static uint64_t window_hi(const struct assocs *m, const struct assoc *a);
+static uint64_t window_lo(const struct assocs *m, const struct assoc *a);
 
 int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, size_t n, char *err,
 			  size_t len)
@@ -1146,7 +1147,7 @@ int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, 
 		if (!a || !a->adopted || def_changed_keys(&a->def, d) ||
 		    a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch)
 			continue;
-		lo = a->in_lo < a->out_gen ? a->in_lo : a->out_gen;
+		lo = window_lo(m, a) < a->out_gen ? window_lo(m, a) : a->out_gen;
 		hi = window_hi(m, a);
 		if (a->out_gen > hi)
 			hi = a->out_gen;
@@ -2058,6 +2059,16 @@ static uint64_t window_hi(const struct assocs *m, const struct assoc *a)
 	return (a->in_gen > floor ? a->in_gen : floor) + a->def.lookahead;
 }
 
+/* The lowest generation of the window, never more than the widest window
+ * can be below its top (2W + 1: W early moves past an overlap), even before
+ * the first plan has brought in_lo up to the clock. */
+static uint64_t window_lo(const struct assocs *m, const struct assoc *a)
+{
+	uint64_t hi = window_hi(m, a), span = 2 * (uint64_t)a->def.lookahead + 1;
+
+	return hi - a->in_lo > span ? hi - span : a->in_lo;
+}
+
 static uint64_t wall_sec(const struct assocs *m)
 {
 	return m->wall > 0 ? (uint64_t)m->wall / 1000 : 0;
@@ -2158,7 +2169,7 @@ static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
 {
 	uint64_t hi = window_hi(m, a);
 
-	for (uint64_t g = a->in_lo; g <= hi; g++) {
+	for (uint64_t g = window_lo(m, a); g <= hi; g++) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, g));
 
 		if (o && !o->key_ok)
@@ -2183,11 +2194,13 @@ static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
 /* The secret error that matters now: one a live generation needs. */
 static void check_live_secrets(struct assocs *m, struct assoc *a)
 {
-	uint64_t lo = a->in_lo < a->out_gen ? a->in_lo : a->out_gen;
+	/* A sender behind the clock is about to move up to it. */
+	uint64_t out = a->out_gen > clock_floor(m, a) ? a->out_gen : clock_floor(m, a);
+	uint64_t lo = window_lo(m, a) < out ? window_lo(m, a) : out;
 	uint64_t hi = window_hi(m, a);
 
-	if (a->out_gen > hi)
-		hi = a->out_gen;
+	if (out > hi)
+		hi = out;
 	a->secret_error[0] = '\0';
 	for (size_t k = 0; k <= a->def.n_sched; k++) {
 		if (!a->secret_errors[k] || assoc_secret_retired(&a->def, k, lo))
@@ -2664,7 +2677,7 @@ static json_object *assoc_json(const struct assocs *m, const struct assoc *a)
 	json_object_object_add(j, "moves", json_object_new_int64((int64_t)a->moves));
 	json_object_object_add(
 	    j, "outbound", json_sa(a, obs_find((struct assoc *)a, out_spi), out_spi, a->out_gen));
-	for (uint64_t g = a->in_lo, hi = window_hi(m, a); g <= hi; g++) {
+	for (uint64_t g = window_lo(m, a), hi = window_hi(m, a); g <= hi; g++) {
 		uint32_t spi = assoc_dir_spi(a, false, g);
 		json_object_array_add(in, json_sa(a, obs_find((struct assoc *)a, spi), spi, g));
 	}

@@ -960,6 +960,30 @@ START_TEST(test_peer_behind_reported_and_recovers)
 }
 END_TEST
 
+START_TEST(test_lifetime_added_by_reload)
+{
+	struct assoc_def d = def("web", 7);
+	json_object *keep, *in;
+	int64_t now = 1796400000000LL;
+
+	d.lookahead = 2;
+	steady_at(&d, now);
+	ck_assert_uint_eq(out_gen_of(), 0);
+	/* A reload gives it a lifetime: the clock is ~179 million periods
+	 * on. The status must not walk from 0 up to there, and the next plan
+	 * moves straight to the clock. */
+	d.lifetime_sec = 10;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	in = show(&keep, "inbound", NULL);
+	ck_assert_uint_le(json_object_array_length(in), 2 * 2 + 2);
+	json_object_put(keep);
+	converge(SEC);
+	ck_assert_uint_eq(out_gen_of(), assoc_clock_gen(&d, now));
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "up");
+	json_object_put(keep);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -989,6 +1013,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_restart_mid_rotation_resumes);
 	tcase_add_test(tc, test_schedule_redefine_checked);
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
+	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1490,6 +1490,14 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	json_object_object_add(o, "reconciles", json_object_new_int64((int64_t)d->reconciles));
 	json_object_object_add(o, "associations",
 			       json_object_new_int((int)assocs_count(d->assocs)));
+	/* Key rotation follows the wall clock: whether it is synchronised
+	 * (null: not known, adjtimex refused). */
+	d->clock_checked_usec = 0;
+	check_clock_sync(d);
+	json_object_object_add(o, "clock_synchronized",
+			       d->clock_sync < 0 || d->clock_sync > 1
+				   ? NULL
+				   : json_object_new_boolean(d->clock_sync == 1));
 	*ret = o;
 	return 0;
 }

@@ -1143,10 +1143,28 @@ int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, 
 		const struct assoc *a = find_name(m, d->name);
 		uint64_t lo, hi;
 
-		/* New, redefined from scratch, or a new clock: nothing to keep. */
-		if (!a || !a->adopted || def_changed_keys(&a->def, d) ||
-		    a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch)
+		/* New, or redefined from scratch: nothing to keep. */
+		if (!a || !a->adopted || def_changed_keys(&a->def, d))
 			continue;
+		/* A new clock (lifetime or epoch) must not move generations far
+		 * back: the sender never goes back, so a clock behind it would
+		 * leave it on one generation until the clock caught up. */
+		if (a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch) {
+			uint64_t g = assoc_clock_gen(d, m->wall);
+			/* A little back is fine: within the ceiling the sender
+			 * just waits for the clock. */
+			if (g + d->lookahead - 1 >= a->out_gen)
+				continue;
+			snprintf(err, len,
+				 "association %s: the new %s would put the clock at generation "
+				 "%llu, behind generation %llu that it already sends on; change "
+				 "the lifetime with a schedule line (from GENERATION lifetime "
+				 "SECONDS), or delete the association and add it again",
+				 d->name,
+				 a->def.lifetime_sec != d->lifetime_sec ? "lifetime" : "epoch",
+				 (unsigned long long)g, (unsigned long long)a->out_gen);
+			return -EINVAL;
+		}
 		lo = window_lo(m, a) < a->out_gen ? window_lo(m, a) : a->out_gen;
 		hi = window_hi(m, a);
 		if (a->out_gen > hi)

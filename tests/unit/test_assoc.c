@@ -913,6 +913,22 @@ START_TEST(test_schedule_redefine_checked)
 	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), -EINVAL);
 	assoc_sched_parse("from 104 lifetime 20", &nd.sched[0], &why);
 	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
+	/* A longer lifetime in place would put the clock far behind 100. */
+	nd = d;
+	nd.lifetime_sec = 1000;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "behind generation 100"));
+	/* A shorter one moves it forward: fine. So does an earlier epoch. */
+	nd.lifetime_sec = 5;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
+	nd = d;
+	nd.epoch = d.epoch - 30;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
+	nd.epoch = d.epoch + 30;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), -EINVAL);
+	/* Back by less than the lookahead allows: the sender waits. */
+	nd.epoch = d.epoch + 5;
+	ck_assert_int_eq(assocs_check_redefine(m, &nd, 1, err, sizeof(err)), 0);
 }
 END_TEST
 

@@ -22,9 +22,11 @@ struct obs_sa {
 	struct xfrm_sa sa;
 	bool outbound;
 	uint64_t gen;
-	bool key_ok;   /* its key is the derivation for (direction, gen) */
-	bool seen;     /* in the current dump (mark and sweep) */
-	int64_t rx_at; /* wall clock when its packet counter last moved */
+	bool key_ok;	  /* its key is the derivation for (direction, gen) */
+	bool seen;	  /* in the current dump (mark and sweep) */
+	int64_t rx_at;	  /* wall clock of the read that saw its packet counter move */
+	int64_t rx_after; /* ...and of the read before it: packets came in between */
+	int64_t seen_at;  /* wall clock of the last read that saw it */
 };
 
 /* The last move of the sending generation, for `show`. */
@@ -55,10 +57,13 @@ struct assoc {
 	struct rotation_record last;
 	bool peer_behind; /* the peer sends on a generation the window has left */
 	char peer_note[300];
-	int64_t deadline;   /* wall clock of its next clock-driven step */
-	bool out_sent;	    /* out_gen's SA was in the kernel: losing it means moving on */
-	bool adopted;	    /* the first reconcile after start has run */
-	uint64_t last_move; /* when the sender last moved early */
+	uint64_t retire_checked; /* the clock's lowest generation at the last check */
+	int64_t suspect_since;	 /* the peer sent on a generation as it was retired */
+	int64_t rx_current_at;	 /* last packets on a generation of the window */
+	int64_t deadline;	 /* wall clock of its next clock-driven step */
+	bool out_sent;		 /* out_gen's SA was in the kernel: losing it means moving on */
+	bool adopted;		 /* the first reconcile after start has run */
+	uint64_t last_move;	 /* when the sender last moved early */
 	unsigned long long moves;
 
 	struct obs_sa *sas;
@@ -1586,21 +1591,10 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
 
 /* The receive window after the peer was seen sending on generation `gen`:
  * older inbound SAs stay for the overlap (packets still in flight), then go. */
-static void peer_in_step(struct assoc *a, uint64_t gen)
-{
-	if (!a->peer_behind)
-		return;
-	log_info("%s: the peer is in step again: its packets on generation %llu are received",
-		 a->def.name, (unsigned long long)gen);
-	a->peer_behind = false;
-	a->peer_note[0] = '\0';
-}
-
 static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t spi)
 {
 	log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
 		 a->def.name, (unsigned long long)gen, spi);
-	peer_in_step(a, gen);
 	a->in_gen = gen;
 	a->in_lo_until = m->wall + (int64_t)assoc_overlap_ms(&a->def);
 	m->need_save = true;
@@ -1647,8 +1641,11 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		o->key_ok = key_matches(a, sa, outbound, gen);
 	bool rx = sa->cur.packets > 0 && (fresh || sa->cur.packets != o->sa.cur.packets);
 
-	if (rx)
+	if (rx) {
+		o->rx_after = fresh ? 0 : o->seen_at;
 		o->rx_at = m->wall;
+	}
+	o->seen_at = m->wall;
 	sa_copy(&o->sa, sa);
 	o->outbound = outbound;
 	o->gen = gen;
@@ -1667,8 +1664,8 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	/* The peer sends on a newer generation: move the receive window. */
 	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0)
 		peer_moved(m, a, o->gen, sa->spi);
-	else if (!outbound && o->key_ok && o->gen >= a->in_gen && rx)
-		peer_in_step(a, o->gen);
+	if (!outbound && o->key_ok && o->gen >= a->in_gen && rx)
+		a->rx_current_at = m->wall;
 	(void)now;
 	mark(m, a);
 	update_state(a);
@@ -2035,6 +2032,56 @@ static void adopt(struct assocs *m, struct assoc *a)
 	m->need_save = true;
 }
 
+/* Is the peer in step? Checked each time the clock retires a generation
+ * (an overlap after it ended), in two steps, since counters are read only
+ * every counter-interval: if the peer was last seen on the generation being
+ * retired and its packets still came in after that generation ended, it is
+ * suspect; if then a full counter read sees no packet on the window's
+ * generations, its clock or epoch is behind ours by more than the overlap
+ * and its packets are being dropped: reported until a later retirement
+ * finds it on time. */
+static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
+{
+	uint64_t ov = assoc_overlap_ms(&a->def);
+	int64_t confirm = (int64_t)(m->set.counter_interval_usec / 1000) + 250;
+
+	if (!a->def.lifetime_sec)
+		return;
+	if (lo_clock != a->retire_checked) {
+		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
+		bool late = a->adopted && a->in_gen < lo_clock && o && o->key_ok && o->rx_at &&
+			    o->rx_after >= assoc_gen_start_ms(&a->def, a->in_gen + 1);
+
+		if (late) {
+			if (!a->suspect_since)
+				a->suspect_since = m->wall;
+			snprintf(a->peer_note, sizeof(a->peer_note),
+				 "the peer still sends on generation %llu, which ended more than "
+				 "the overlap (%llu ms) ago: its clock or epoch is behind ours, so "
+				 "its packets are dropped until it moves on to generation %llu",
+				 (unsigned long long)a->in_gen, (unsigned long long)ov,
+				 (unsigned long long)lo_clock);
+		} else if (a->peer_behind && a->retire_checked) {
+			log_info("%s: the peer is in step again: it moved on to generation %llu in "
+				 "time",
+				 a->def.name, (unsigned long long)a->in_gen);
+			a->peer_behind = false;
+			a->peer_note[0] = '\0';
+		}
+		a->retire_checked = lo_clock;
+	}
+	if (!a->suspect_since)
+		return;
+	if (a->rx_current_at > a->suspect_since) {
+		a->suspect_since = 0; /* it had moved on; the counters were read late */
+	} else if (m->wall - a->suspect_since >= confirm) {
+		if (!a->peer_behind)
+			log_warning("%s: %s", a->def.name, a->peer_note);
+		a->peer_behind = true;
+		a->suspect_since = 0;
+	}
+}
+
 /* The receive window [in_lo, hi]. The clock raises it: a generation that
  * ended more than an overlap ago is not received any more. Generations the
  * peer has left stay for an overlap after it was seen on a newer one. */
@@ -2043,24 +2090,8 @@ static void window_update(struct assocs *m, struct assoc *a)
 	uint64_t ov = assoc_overlap_ms(&a->def);
 	uint64_t lo_clock = assoc_clock_gen(&a->def, m->wall - (int64_t)ov);
 
+	peer_check(m, a, lo_clock);
 	if (a->in_gen < lo_clock) {
-		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
-		int64_t recent = (int64_t)(2 * m->set.counter_interval_usec / 1000) + 1000;
-
-		/* Still receiving on a generation the clock retires: the
-		 * peer's clock (or epoch) is behind ours by more than the
-		 * overlap, and its packets are dropped from now on. */
-		if (a->adopted && o && o->key_ok && o->rx_at && m->wall - o->rx_at <= recent) {
-			snprintf(a->peer_note, sizeof(a->peer_note),
-				 "the peer still sends on generation %llu, which ended more than "
-				 "the overlap (%llu ms) ago: its clock or epoch is behind ours, so "
-				 "its packets are dropped until it moves on to generation %llu",
-				 (unsigned long long)a->in_gen, (unsigned long long)ov,
-				 (unsigned long long)lo_clock);
-			if (!a->peer_behind)
-				log_warning("%s: %s", a->def.name, a->peer_note);
-			a->peer_behind = true;
-		}
 		a->in_gen = lo_clock;
 		m->need_save = true;
 	}

@@ -1600,7 +1600,7 @@ static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t
 	m->need_save = true;
 }
 
-void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
+static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 {
 	uint32_t number;
 	struct assoc *a;
@@ -1639,14 +1639,22 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	if (fresh || o->gen != gen || o->outbound != outbound ||
 	    memcmp(o->sa.key_digest, sa->key_digest, sizeof(sa->key_digest)) != 0)
 		o->key_ok = key_matches(a, sa, outbound, gen);
-	bool rx = sa->cur.packets > 0 && (fresh || sa->cur.packets != o->sa.cur.packets);
+	/* A notification of an update describes the request the kernel copied
+	 * the limits from, with zero counters and the time of the update as
+	 * its add time: of an SA already known, those are kept. */
+	bool trust_cur = fresh || !update;
+	struct xfrm_lifetime_cur known = o->sa.cur;
+	bool rx = trust_cur && sa->cur.packets > 0 && (fresh || sa->cur.packets != known.packets);
 
 	if (rx) {
 		o->rx_after = fresh ? 0 : o->seen_at;
 		o->rx_at = m->wall;
 	}
-	o->seen_at = m->wall;
+	if (trust_cur)
+		o->seen_at = m->wall;
 	sa_copy(&o->sa, sa);
+	if (!trust_cur)
+		o->sa.cur = known;
 	o->outbound = outbound;
 	o->gen = gen;
 	o->seen = true;
@@ -1662,13 +1670,24 @@ void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 		}
 	}
 	/* The peer sends on a newer generation: move the receive window. */
-	if (!outbound && o->key_ok && o->gen > a->in_gen && sa->cur.packets > 0)
+	if (!outbound && o->key_ok && o->gen > a->in_gen && o->sa.cur.packets > 0)
 		peer_moved(m, a, o->gen, sa->spi);
 	if (!outbound && o->key_ok && o->gen >= a->in_gen && rx)
 		a->rx_current_at = m->wall;
-	(void)now;
 	mark(m, a);
 	update_state(a);
+}
+
+void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
+{
+	(void)now;
+	sa_seen(m, sa, false);
+}
+
+void assocs_sa_updated(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
+{
+	(void)now;
+	sa_seen(m, sa, true);
 }
 
 void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)

@@ -201,6 +201,8 @@ int assocs_get_released(const struct assocs *m, uint32_t **ret, size_t *n);
 void assocs_resync_begin(struct assocs *m);
 void assocs_resync_end(struct assocs *m);
 void assocs_sa_seen(struct assocs *m, const struct xfrm_sa *sa, uint64_t now);
+/* XFRM_MSG_UPDSA: its counters and add time are the request's, not the SA's. */
+void assocs_sa_updated(struct assocs *m, const struct xfrm_sa *sa, uint64_t now);
 void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now);
 void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, uint64_t now);
 void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p);

@@ -559,9 +559,12 @@ static int on_xfrm_message(const struct nlmsghdr *nlh, void *data)
 	describe_xfrm(nlh);
 	switch (nlh->nlmsg_type) {
 	case XFRM_MSG_NEWSA:
-	case XFRM_MSG_UPDSA:
 		if (xfrm_sa_parse(nlh, &sa) == 0)
 			assocs_sa_seen(d->assocs, &sa, now_usec());
+		break;
+	case XFRM_MSG_UPDSA:
+		if (xfrm_sa_parse(nlh, &sa) == 0)
+			assocs_sa_updated(d->assocs, &sa, now_usec());
 		break;
 	case XFRM_MSG_DELSA:
 		if (xfrm_sa_parse(nlh, &sa) == 0)

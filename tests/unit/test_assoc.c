@@ -1040,6 +1040,54 @@ START_TEST(test_lifetime_added_by_reload)
 }
 END_TEST
 
+/* An update's notification carries the request's add time and zero
+ * counters: restoring lifetimes once must be enough (no ping-pong between
+ * the notification and the next dump). */
+START_TEST(test_update_notification_does_not_loop)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_action *v = NULL;
+	struct xfrm_sa in;
+	int64_t t = assoc_gen_start_ms(&d, 100) + 10;
+	uint64_t add_time = (uint64_t)t / 1000;
+	int n, updates = 0;
+
+	steady_at(&d, t);
+	/* What the kernel has for inbound 101 (added at t), with 7 packets. */
+	in = kernel_sa(false, 101);
+	in.replay_window = 32;
+	in.cur.add_time = add_time;
+	in.cur.packets = 7;
+	in.lft = (struct xfrm_lifetime_cfg){.soft_byte_limit = XFRM_INF,
+					    .hard_byte_limit = XFRM_INF,
+					    .soft_packet_limit = 100000,
+					    .hard_packet_limit = 100000};
+	/* Someone changed its limits: the notification shows the request. */
+	assocs_set_wallclock(m, t + 3000);
+	in.cur = (struct xfrm_lifetime_cur){.add_time = add_time + 3};
+	assocs_sa_updated(m, &in, 0);
+	for (int round = 0; round < 4; round++) {
+		n = plan(SEC, true, &v);
+		for (int i = 0; i < n; i++) {
+			struct nl_ack ack = {0};
+			if (v[i].op != ASSOC_OP_UPDATE_SA)
+				continue;
+			updates++;
+			/* Relative to the SA's own add time, not the request's. */
+			ck_assert_uint_eq(add_time + v[i].sa.lft.hard_add_expires_seconds,
+					  (uint64_t)(assoc_gen_start_ms(&d, 102) + 2000 + 999) /
+					      1000);
+			assocs_action_done(m, &v[i], &ack, 0);
+			in.lft = v[i].sa.lft;
+			in.cur = (struct xfrm_lifetime_cur){.add_time = add_time + 3};
+			assocs_sa_updated(m, &in, 0);
+		}
+		assoc_actions_free(v, (size_t)n);
+	}
+	ck_assert_int_eq(updates, 1);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1070,6 +1118,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_schedule_redefine_checked);
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
 	tcase_add_test(tc, test_peer_on_time_not_reported);
+	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;

@@ -22,11 +22,10 @@ struct obs_sa {
 	struct xfrm_sa sa;
 	bool outbound;
 	uint64_t gen;
-	bool key_ok;	  /* its key is the derivation for (direction, gen) */
-	bool seen;	  /* in the current dump (mark and sweep) */
-	int64_t rx_at;	  /* wall clock of the read that saw its packet counter move */
-	int64_t rx_after; /* ...and of the read before it: packets came in between */
-	int64_t seen_at;  /* wall clock of the last read that saw it */
+	bool key_ok;	      /* its key is the derivation for (direction, gen) */
+	bool seen;	      /* in the current dump (mark and sweep) */
+	int64_t rx_at;	      /* wall clock of the read that saw its packet counter move */
+	uint64_t planned_add; /* the add time its time limits were computed from */
 };
 
 /* The last move of the sending generation, for `show`. */
@@ -1646,12 +1645,8 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 	struct xfrm_lifetime_cur known = o->sa.cur;
 	bool rx = trust_cur && sa->cur.packets > 0 && (fresh || sa->cur.packets != known.packets);
 
-	if (rx) {
-		o->rx_after = fresh ? 0 : o->seen_at;
+	if (rx)
 		o->rx_at = m->wall;
-	}
-	if (trust_cur)
-		o->seen_at = m->wall;
 	sa_copy(&o->sa, sa);
 	if (!trust_cur)
 		o->sa.cur = known;
@@ -1995,6 +1990,23 @@ static void plan_sa(struct plan *p, const struct assocs *m, struct assoc *a, enu
 	a->inflight++;
 }
 
+/* New limits for an SA of ours, relative to its own add time. When the
+ * kernel added it later than planned (the first SA of an algorithm can take
+ * seconds while crypto modules load) and nobody changed it, this is an
+ * adjustment, not a repair. */
+static void plan_update(struct plan *p, const struct assocs *m, struct assoc *a,
+			const struct obs_sa *o)
+{
+	struct xfrm_lifetime_cfg planned;
+	size_t n = p->n;
+
+	plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, o->outbound, o->gen, o->sa.cur.add_time);
+	if (p->n == n || !o->planned_add || o->planned_add == o->sa.cur.add_time)
+		return;
+	lifetimes(a, o->outbound, o->gen, o->planned_add, &planned);
+	p->v[n].adjust = memcmp(&planned, &o->sa.lft, sizeof(planned)) == 0;
+}
+
 static void plan_del_sa(struct plan *p, const char *name, const struct xfrm_sa *sa)
 {
 	struct assoc_action *act = plan_push(p, ASSOC_OP_DEL_SA, name);
@@ -2054,11 +2066,11 @@ static void adopt(struct assocs *m, struct assoc *a)
 /* Is the peer in step? Checked each time the clock retires a generation
  * (an overlap after it ended), in two steps, since counters are read only
  * every counter-interval: if the peer was last seen on the generation being
- * retired and its packets still came in after that generation ended, it is
- * suspect; if then a full counter read sees no packet on the window's
- * generations, its clock or epoch is behind ours by more than the overlap
- * and its packets are being dropped: reported until a later retirement
- * finds it on time. */
+ * retired and a read after that generation ended still saw its counter
+ * move, it is suspect; if then a full counter read sees no packet on the
+ * window's generations, its clock or epoch is behind ours by more than the
+ * overlap and its packets are being dropped: reported until a later
+ * retirement finds it on time. */
 static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 {
 	uint64_t ov = assoc_overlap_ms(&a->def);
@@ -2068,8 +2080,10 @@ static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 		return;
 	if (lo_clock != a->retire_checked) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
-		bool late = a->adopted && a->in_gen < lo_clock && o && o->key_ok && o->rx_at &&
-			    o->rx_after >= assoc_gen_start_ms(&a->def, a->in_gen + 1);
+		/* A read after its end saw its counter move: some of those
+		 * packets may be from before the end, so this is a suspicion. */
+		bool late = a->adopted && a->in_gen < lo_clock && o && o->key_ok &&
+			    o->rx_at > assoc_gen_start_ms(&a->def, a->in_gen + 1);
 
 		if (late) {
 			if (!a->suspect_since)
@@ -2226,7 +2240,7 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 	if (!o)
 		plan_sa(p, m, a, ASSOC_OP_ADD_SA, true, a->out_gen, wall_sec(m));
 	else if (!lft_matches(a, &o->sa, true, a->out_gen))
-		plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, true, a->out_gen, o->sa.cur.add_time);
+		plan_update(p, m, a, o);
 	/* Older outbound SAs are no longer used once the new one is in. */
 	for (size_t i = 0; o && i < a->n_sas; i++)
 		if (a->sas[i].outbound && a->sas[i].sa.spi != spi)
@@ -2247,7 +2261,7 @@ static void plan_inbound(struct plan *p, struct assocs *m, struct assoc *a)
 		if (!o)
 			plan_sa(p, m, a, ASSOC_OP_ADD_SA, false, g, wall_sec(m));
 		else if (!lft_matches(a, &o->sa, false, g))
-			plan_sa(p, m, a, ASSOC_OP_UPDATE_SA, false, g, o->sa.cur.add_time);
+			plan_update(p, m, a, o);
 	}
 	for (size_t i = 0; i < a->n_sas; i++) {
 		struct obs_sa *o = &a->sas[i];
@@ -2451,6 +2465,7 @@ static void observe_done(struct assocs *m, struct assoc *a, const struct assoc_a
 				: (struct xfrm_lifetime_cur){.add_time = act->sa.cur.add_time};
 		}
 		digest(act->key_buf, act->sa.enc_key_len + act->sa.auth_key_len, o->sa.key_digest);
+		o->planned_add = act->op == ASSOC_OP_ADD_SA ? act->sa.cur.add_time : 0;
 		o->outbound = act->outbound;
 		o->gen = act->generation;
 		o->key_ok = true;
@@ -2558,7 +2573,12 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 			 (unsigned long long)act->generation);
 		break;
 	case ASSOC_OP_UPDATE_SA:
-		log_info("%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
+		if (act->adjust)
+			log_debug("%s: time limits of SA 0x%08x counted from its add time in the "
+				  "kernel, which was later than planned",
+				  a->def.name, act->sa.spi);
+		else
+			log_info("%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
 		break;
 	case ASSOC_OP_DEL_SA:
 		break;

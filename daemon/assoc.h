@@ -147,6 +147,7 @@ struct assoc_action {
 	struct xfrm_policy policy;
 	uint64_t generation;
 	bool outbound;
+	bool adjust; /* an update of our own SA's time limits to its real add time */
 	uint8_t key_buf[KEYS_MATERIAL_MAX]; /* wiped by assoc_actions_free */
 };
 

@@ -1088,6 +1088,47 @@ START_TEST(test_update_notification_does_not_loop)
 }
 END_TEST
 
+/* The kernel added an SA seconds after tokend planned it (crypto modules
+ * loading): its time limits are counted again from the real add time, as an
+ * adjustment, not a repair. Someone else's change is a repair. */
+START_TEST(test_late_add_is_an_adjustment)
+{
+	struct assoc_def d = clock_def();
+	struct assoc_action *v = NULL;
+	int64_t t = assoc_gen_start_ms(&d, 100) + 2500;
+	int n, adjusted = 0, repaired = 0;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_set_wallclock(m, t);
+	synced_empty_kernel();
+	n = plan(SEC, true, &v);
+	for (int i = 0; i < n; i++) {
+		struct nl_ack ack = {0};
+		assocs_action_done(m, &v[i], &ack, 0);
+		if (v[i].op == ASSOC_OP_ADD_SA) {
+			/* The kernel's own view: added 3 s later, same limits. */
+			struct xfrm_sa sa = v[i].sa;
+			unsigned len = 32;
+			EVP_Digest(v[i].key_buf, v[i].sa.enc_key_len + v[i].sa.auth_key_len,
+				   sa.key_digest, &len, EVP_sha256(), NULL);
+			sa.cur.add_time += 3;
+			assocs_sa_seen(m, &sa, 0);
+		}
+	}
+	assoc_actions_free(v, (size_t)n);
+	assocs_generations_saved(m);
+	n = plan(SEC, true, &v);
+	for (int i = 0; i < n; i++)
+		if (v[i].op == ASSOC_OP_UPDATE_SA) {
+			adjusted += v[i].adjust;
+			repaired += !v[i].adjust;
+		}
+	assoc_actions_free(v, (size_t)n);
+	ck_assert_int_eq(adjusted, 4); /* inbound 100..103 */
+	ck_assert_int_eq(repaired, 0);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1119,6 +1160,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
 	tcase_add_test(tc, test_peer_on_time_not_reported);
 	tcase_add_test(tc, test_update_notification_does_not_loop);
+	tcase_add_test(tc, test_late_add_is_an_adjustment);
 	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;

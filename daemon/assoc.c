@@ -2066,8 +2066,8 @@ static void adopt(struct assocs *m, struct assoc *a)
 /* Is the peer in step? Checked each time the clock retires a generation
  * (an overlap after it ended), in two steps, since counters are read only
  * every counter-interval: if the peer was last seen on the generation being
- * retired and a read after that generation ended still saw its counter
- * move, it is suspect; if then a full counter read sees no packet on the
+ * retired and a read in the second half of the overlap still saw its
+ * counter move, it is suspect; if then a full counter read sees no packet on the
  * window's generations, its clock or epoch is behind ours by more than the
  * overlap and its packets are being dropped: reported until a later
  * retirement finds it on time. */
@@ -2080,10 +2080,11 @@ static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 		return;
 	if (lo_clock != a->retire_checked) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
-		/* A read after its end saw its counter move: some of those
-		 * packets may be from before the end, so this is a suspicion. */
+		/* A read well into the overlap still saw its counter move (a
+		 * peer that merely stopped sending at the boundary does not do
+		 * that): a suspicion, confirmed below. */
 		bool late = a->adopted && a->in_gen < lo_clock && o && o->key_ok &&
-			    o->rx_at > assoc_gen_start_ms(&a->def, a->in_gen + 1);
+			    o->rx_at > assoc_gen_start_ms(&a->def, a->in_gen + 1) + (int64_t)ov / 2;
 
 		if (late) {
 			if (!a->suspect_since)

@@ -906,6 +906,8 @@ static int apply_assoc_defs(struct daemon *d)
 
 	if (!v)
 		return -ENOMEM;
+	/* Which secrets are still needed depends on the clock. */
+	assocs_set_wallclock(d->assocs, wall_ms());
 	if (n)
 		memcpy(v, d->config->assocs, n * sizeof(*v));
 	for (size_t i = 0; i < st->n_assocs; i++) {

@@ -1129,6 +1129,54 @@ START_TEST(test_late_add_is_an_adjustment)
 }
 END_TEST
 
+/* Traffic that stops at a boundary is not a peer out of step. */
+START_TEST(test_traffic_stopping_not_reported)
+{
+	struct assoc_def d = clock_def();
+	int64_t s101 = assoc_gen_start_ms(&d, 101);
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	peer_packets(100, 10, s101 - 900);
+	peer_packets(100, 12, s101 + 150); /* its last packets, just after the end */
+	assocs_set_wallclock(m, s101 + 2000);
+	converge(SEC);
+	assocs_set_wallclock(m, s101 + 3500);
+	converge(2 * SEC);
+	assert_peer("up", true);
+}
+END_TEST
+
+/* A secret whose generations have all passed may be gone at start: no
+ * error, the association works on the new one. */
+START_TEST(test_retired_secret_missing_at_start)
+{
+	struct assoc_def d = clock_def();
+	const char *why;
+	json_object *keep;
+
+	snprintf(d.secret_path, sizeof(d.secret_path), "/nonexistent/old.key");
+	snprintf(d.sched[0].secret_path, sizeof(d.sched[0].secret_path), "%s", secret_path);
+	ck_assert_int_eq(assoc_sched_parse("from 50 secret /x", &d.sched[0], &why), 0);
+	snprintf(d.sched[0].secret_path, sizeof(d.sched[0].secret_path), "%s", secret_path);
+	d.n_sched = 1;
+	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 100) + 2500);
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 2500);
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "up");
+	json_object_put(keep);
+	/* Before generation 50 was reached, the old one was needed. */
+	assocs_free(m);
+	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
+							      .policy_priority = 100,
+							      .counter_interval_usec = SEC,
+							      .dwell_usec = 3 * SEC},
+				    &m),
+			 0);
+	steady_at(&d, assoc_gen_start_ms(&d, 48));
+	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "error");
+	json_object_put(keep);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1161,6 +1209,8 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_peer_on_time_not_reported);
 	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_late_add_is_an_adjustment);
+	tcase_add_test(tc, test_traffic_stopping_not_reported);
+	tcase_add_test(tc, test_retired_secret_missing_at_start);
 	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;

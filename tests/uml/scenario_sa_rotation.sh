@@ -4,11 +4,14 @@
 #   1. rotation by the clock (lifetime 4 s) across six boundaries: zero loss;
 #      every generation carried traffic both ways; old generations leave the
 #      kernel (never more SAs than the window's); both peers count the
-#      rotations and send on the clock's generation;
+#      rotations and send on the clock's generation; the SAs' time limits
+#      follow the clock, none is rewritten; neither peer calls the other
+#      behind (they share one clock);
 #   2. the peers' epochs apart: 1 s within a 2 s overlap loses nothing; 3 s
 #      with a 1 s overlap loses packets and says so (log warning, show state
-#      error, peer_in_step false); b's epoch put right with SIGHUP, the peers
-#      recover by themselves: zero loss, the report clears;
+#      error, peer_in_step false) and the report stays while b is behind;
+#      b's epoch put right with SIGHUP, the peers recover by themselves: zero
+#      loss, the report clears, b rewrites no SA's lifetimes over and over;
 #   3. a byte limit (lifetime-bytes) small enough that the senders move
 #      early several times within one period (lifetime 30 s, lookahead 8,
 #      dwell 1 s): zero loss, several "soft byte limit" rotations.
@@ -26,6 +29,7 @@ CASES=${*:-1 2 3}
 
 uml_peers || { uml_fail "two peers"; uml_done; exit 1; }
 tk_secret
+touch "$TK_DIR/a.log" "$TK_DIR/b.log"   # log marks from the first case on
 
 # --- 1. rotation by the clock -------------------------------------------------
 case_clock() {
@@ -35,6 +39,8 @@ case_clock() {
     TK_ROT_SA="lifetime = 4s"              # overlap: the default, L/4 = 1 s
     TK_ROT_A="" TK_ROT_B=""
     tk_rot_fresh
+    local start_a start_b
+    start_a=$(tk_log_mark a); start_b=$(tk_log_mark b)
     tk_rot_start "$name" "$number" || return
     read -r g0 next l ov origin <<<"$(tk_rot_clock a "$name")"
     uml_note "  clock generation $g0, period $l ms, overlap $ov ms, next boundary in $(( next - $(tk_wall_ms) )) ms"
@@ -66,6 +72,7 @@ case_clock() {
     uml_check "clock rotation: no reply lost ($TK_PING_LOST of $TK_PING_TX)" test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 400
     uml_check "every look at a and b while the ping ran: state up, outbound generation = the clock's ($polls looks)$bad" \
         test -z "$bad"
+
     # Wait until the newest generation's overlap is over (and not at the
     # next boundary), then look at the kernel's SAs and at show: a snapshot
     # within one generation (taken again if a boundary came in between).
@@ -107,6 +114,24 @@ case_clock() {
     tk_rot_window_check "$number" /tmp/rot-samples 2 "$l" "$ov" "$origin"
     tk_rot_removed_check "$name" "$number" "$g0" $((gend - 1 < g0 + 6 ? gend - 1 : g0 + 6)) "$mark_a" "$mark_b"
     tk_rot_kernel_exact "$number" 2 "$gend" "$spis_a" "$spis_b"
+    tk_rot_expiry_check "$gend" "$l" "$ov" "$origin"
+    # Both peers share one clock (the UML kernel's): neither is ever behind
+    # (looked at once the ping has been over for a while: a receiver that
+    # stops hearing from its peer must not call it behind either).
+    for p in a b; do
+        local mk warn; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
+        warn=$(tk_log_after "$p" "$mk" | grep "$name: the peer still sends on generation")
+        uml_check "$p: no 'peer still sends on generation' warning, the peers share one clock ($(grep -c . <<<"$warn") warnings, $(tk_log_after "$p" "$mk" | grep -c "$name: the peer is in step again") 'in step again')" \
+            test -z "$warn"
+        [ -n "$warn" ] && head -n 3 <<<"$warn" | cut -c1-120 | sed "s/^/#   $p: /"
+    done
+    # Nobody touched the SAs: none needed its lifetimes put back, from the
+    # daemons' start on (each SA installed right the first time).
+    for p in a b; do
+        local mk; [ "$p" = a ] && mk=$start_a || mk=$start_b
+        uml_check "$p: no SA's lifetimes were 'restored' since the start ($(tk_log_after "$p" "$mk" | grep -c "$name: lifetimes of SA .* restored"))" \
+            eval '! tk_log_after "$p" "$mk" | grep -q "$name: lifetimes of SA .* restored"'
+    done
 }
 
 # --- 2. epochs apart ------------------------------------------------------------
@@ -193,21 +218,39 @@ case_epochs() {
     uml_check "show: a's and b's boundaries coincide now ($next_a / $next_b: $d ms apart modulo the period)" test "$d" = 0
     g0=$(tk_fields a "$name" rotation.clock_generation)
     tk_ping_start a "$UML_B4" 14
+    # The report is looked at while the traffic flows (once it stops, a
+    # receiver's view of its peer is another matter: case 1).
+    looks=""
+    local last_a="" last_b=""
+    while tk_ping_running; do
+        sleep 1
+        tk_ping_running || break
+        last_a=$(tk_fields a "$name" state rotation.peer_in_step reason | tr '\n' ' ')
+        last_b=$(tk_fields b "$name" state rotation.peer_in_step reason | tr '\n' ' ')
+        looks+=" ${last_a%% *}/$(cut -d' ' -f2 <<<"$last_a")"
+    done
     tk_ping_finish
+    local mark_end_a mark_end_b
+    mark_end_a=$(tk_log_mark a); mark_end_b=$(tk_log_mark b)
     g1=$(tk_fields a "$name" rotation.clock_generation)
+    local restores
+    restores=$(tk_log_after b "$mark_b" | sed -n "s/.*$name: lifetimes of SA \(0x[0-9a-f]*\) restored.*/\1/p" | sort | uniq -c | awk '{ printf "%s x%d ", $2, $1 }')
+    uml_check "b: after the new epoch, each SA's lifetimes rewritten once at most (${restores:-none})" \
+        eval '! grep -q " x\([2-9]\|[1-9][0-9]\)" <<<" $restores"'
     tk_rot_ping_report "after b's epoch was put right"
+    uml_note "  a's state/peer_in_step each second:$looks"
     uml_check "after the fix: no reply lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
         test "$TK_PING_LOST" = 0 -a "$TK_PING_TX" -gt 200
     uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
     uml_check "a: logs that the peer is in step again" \
         eval 'tk_log_after a "$mark_a" | grep -q "$name: the peer is in step again"'
-    uml_check "a: no new warning after the fix" \
-        eval '! tk_log_after a "$mark_a" | grep -q "the peer still sends on generation"'
-    for p in a b; do
-        local f
-        f=$(tk_fields "$p" "$name" state rotation.peer_in_step reason | tr '\n' ' ')
-        uml_check "$p: the report cleared: state up, peer in step, no reason ($f)" test "$f" = "up true null "
-    done
+    local warn
+    warn=$(tk_log_after a "$mark_a" | head -n $((mark_end_a - mark_a)) | grep "$name: the peer still sends on generation")
+    uml_check "a: no new warning after the fix while the ping ran ($(grep -c . <<<"$warn"))" test -z "$warn"
+    [ -n "$warn" ] && head -n 3 <<<"$warn" | cut -c1-120 | sed "s/^/#   a: /"
+    uml_check "a: the report cleared by the last look during the ping: state up, peer in step, no reason ($last_a)" \
+        test "$last_a" = "up true null "
+    uml_check "b: the same at its last look ($last_b)" test "$last_b" = "up true null "
 }
 
 # --- 3. a byte limit: early moves within one period ------------------------------

@@ -332,22 +332,6 @@ tk_secret_at() {
     (umask 077; uml_random_hex 32 > "$1")
 }
 
-# tk_key_is NS SRC DST SPI SECRET_FILE NAME NUMBER FAMILY GEN ALG: the key of
-# that SA in NS's kernel is the documented derivation from that secret for
-# that generation (scripts/kdf_vectors.py --derive). Prints nothing of any
-# key; fails (saying "no such SA" or "differs") otherwise.
-tk_key_is() {
-    local have want
-    have=$(tk_sa_key "$1" "$2" "$3" "$(tk_spi_hex "$4")")
-    [ -n "$have" ] || { echo "no SA $(tk_spi_hex "$4") in $1"; return 1; }
-    want=$(python3 "$TK_SRC/scripts/kdf_vectors.py" --derive "$(cat "$5")" "$6" "$7" "$8" \
-        "$2" "$3" "$9" "${10}" 2>/dev/null)
-    [ -n "$want" ] || { echo "kdf_vectors.py --derive failed"; return 1; }
-    [ "$have" = "0x$want" ] && return 0
-    echo "the key of SA $(tk_spi_hex "$4") in $1 differs from that derivation"
-    return 1
-}
-
 # tk_gen_spi NUMBER DIR GEN: the SPI of generation GEN of a direction
 # (DIR 0: the lower address sends, 1: the higher), as 0x%08x.
 tk_gen_spi() { tk_spi_hex $(( 0x01000000 | $1 << 8 | $2 << 7 | $3 % 128 )); }
@@ -605,4 +589,155 @@ tk_rot_kernel_exact() {
         want=$(sort <<<"$want" | tr '\n' ' ')
         uml_check "$p: the kernel holds exactly outbound $g and inbound $g..$((g + w)) ($have)" test "$have" = "$want"
     done
+}
+
+# tk_rot_keys_from SECRET_FILE NAME NUMBER GEN ALG NS...: every ESP SA in
+# each NS has the key the documented derivation gives from that secret for
+# its generation (the one nearest GEN with the SPI's low 7 bits). One
+# process for all: prints "NS:SPI(gen G)" for each SA that does not match,
+# nothing when all do, and never a key.
+tk_rot_keys_from() {
+    local secret=$1 name=$2 number=$3 gen=$4 alg=$5 ns dump=/tmp/tk-rot-states
+    shift 5
+    for ns in "$@"; do
+        echo "== $ns"
+        ip -n "$ns" xfrm state
+    done > "$dump"
+    python3 - "$TK_SRC/scripts" "$secret" "$name" "$number" "$gen" "$alg" "$dump" <<'PY'
+import re, sys
+sys.path.insert(0, sys.argv[1])
+from kdf_vectors import derive
+secret = bytes.fromhex(open(sys.argv[2]).read().strip())
+name, number, gen, alg = sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+ns = src = dst = spi = None
+bad, n = [], 0
+for line in open(sys.argv[7]):
+    if line.startswith("== "):
+        ns = line[3:].strip()
+        continue
+    m = re.match(r"src (\S+) dst (\S+)", line)
+    if m:
+        src, dst = m.groups()
+        continue
+    m = re.search(r"proto esp spi (0x[0-9a-f]+)", line)
+    if m:
+        spi = int(m.group(1), 16)
+        continue
+    m = re.search(r"(?:aead|enc) \S+ 0x([0-9a-f]+)", line)
+    if m and spi is not None:
+        g = gen + ((spi & 0x7f) - gen % 128 + 192) % 128 - 64
+        want = derive(secret, {"name": name, "number": number, "src": src, "dst": dst,
+                               "generation": g, "algorithm": alg}).hex()
+        n += 1
+        if m.group(1) != want:
+            bad.append("%s:0x%08x(gen %d)" % (ns, spi, g))
+        spi = None
+print(" ".join(bad) if n else "no SA at all")
+PY
+    rm -f "$dump"
+}
+
+# tk_rot_expiry_check GEN PERIOD_MS OVERLAP_MS ORIGIN_MS: the time limits of
+# every ESP SA in a and b follow the clock: an outbound SA soft-expires when
+# its generation ends and hard-expires an overlap later; an inbound SA
+# hard-expires an overlap after its generation ends (add time + the "expire
+# add" seconds, within 1.5 s: the kernel counts whole seconds). The
+# generation of an SA is the one nearest GEN with its SPI's low 7 bits.
+tk_rot_expiry_check() {
+    local dump=/tmp/tk-rot-lft out ns
+    for ns in a b; do
+        echo "== $ns"
+        ip -n "$ns" -s xfrm state | grep -v '^\s*\(aead\|enc\|auth\)'
+    done > "$dump"
+    out=$(python3 - "$dump" "$@" "$UML_A4" "$UML_B4" <<'PY'
+import re, sys, time
+path, G, L, OV, origin, a4, b4 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+addr = {"a": a4, "b": b4}
+sas, cur = [], None
+for line in open(path):
+    if line.startswith("== "):
+        ns = line[3:].strip(); continue
+    m = re.match(r"src (\S+) dst (\S+)", line)
+    if m:
+        cur = {"ns": ns, "src": m.group(1)}; sas.append(cur); continue
+    m = re.search(r"proto esp spi (0x[0-9a-f]+)", line)
+    if m: cur["spi"] = int(m.group(1), 16)
+    m = re.search(r"expire add: soft (\d+)\(sec\), hard (\d+)\(sec\)", line)
+    if m: cur["soft"], cur["hard"] = int(m.group(1)), int(m.group(2))
+    m = re.search(r"^\s*add (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
+    if m: cur["add"] = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+bad = []
+for s in sas:
+    if "spi" not in s or "add" not in s:
+        continue
+    g = G + ((s["spi"] & 0x7f) - G % 128 + 192) % 128 - 64
+    end = (origin + (g + 1) * L) / 1000.0
+    out = s["src"] == addr[s["ns"]]
+    want = [("soft", end), ("hard", end + OV / 1000.0)] if out else [("soft", None), ("hard", end + OV / 1000.0)]
+    for k, w in want:
+        have = s[k]
+        if w is None:
+            if have != 0:
+                bad.append("%s %s 0x%08x (gen %d): %s add %d s, expected none" % (s["ns"], "out" if out else "in", s["spi"], g, k, have))
+            continue
+        t = s["add"] + have
+        if have == 0 or abs(t - w) > 1.5:
+            bad.append("%s %s 0x%08x (gen %d): %s expiry at add+%d s = %+.1f s from the expected time" % (
+                s["ns"], "out" if out else "in", s["spi"], g, k, have, t - w))
+print("#   time limits of %d SAs compared with the clock" % len(sas))
+for b in bad:
+    print("BAD " + b)
+PY
+)
+    rm -f "$dump"
+    grep -v '^BAD' <<<"$out"
+    if grep -q '^BAD' <<<"$out"; then
+        uml_fail "every SA's time limits follow the clock (outbound: soft at its generation's end, hard an overlap later; inbound: hard an overlap after the end)"
+        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
+    else
+        uml_pass "every SA's time limits follow the clock (outbound: soft at its generation's end, hard an overlap later; inbound: hard an overlap after the end)"
+    fi
+}
+
+# tk_rot_snap FILE NS...: `ip xfrm state` of each NS into FILE (a tmpfs
+# file inside UML; it holds keys: remove it when done), taken at once so
+# later checks do not race the boundaries.
+tk_rot_snap() {
+    local file=$1 ns
+    shift
+    (umask 077; for ns in "$@"; do echo "== $ns"; ip -n "$ns" xfrm state; done > "$file")
+}
+
+# tk_rot_key_in FILE NS SPI SECRET_FILE NAME NUMBER GEN ALG: in the snapshot
+# FILE, NS's SA with that SPI has the key the documented derivation gives
+# from that secret for GEN. Prints nothing of any key.
+tk_rot_key_in() {
+    python3 - "$TK_SRC/scripts" "$@" <<'PY'
+import re, sys
+sys.path.insert(0, sys.argv[1])
+from kdf_vectors import derive
+path, want_ns, want_spi, secret_file, name, number, gen, alg = sys.argv[2:10]
+want_spi = int(want_spi, 16)
+secret = bytes.fromhex(open(secret_file).read().strip())
+ns = src = dst = spi = None
+for line in open(path):
+    if line.startswith("== "):
+        ns = line[3:].strip(); continue
+    m = re.match(r"src (\S+) dst (\S+)", line)
+    if m:
+        src, dst = m.groups(); continue
+    m = re.search(r"proto esp spi (0x[0-9a-f]+)", line)
+    if m:
+        spi = int(m.group(1), 16); continue
+    m = re.search(r"(?:aead|enc) \S+ 0x([0-9a-f]+)", line)
+    if m and ns == want_ns and spi == want_spi:
+        k = derive(secret, {"name": name, "number": int(number), "src": src, "dst": dst,
+                            "generation": int(gen), "algorithm": alg}).hex()
+        if m.group(1) == k:
+            sys.exit(0)
+        print("the key of SA 0x%08x in %s differs from that derivation" % (spi, ns))
+        sys.exit(1)
+print("no SA 0x%08x in %s's snapshot" % (want_spi, want_ns))
+sys.exit(1)
+PY
 }

@@ -57,8 +57,9 @@ struct assoc {
 	bool peer_behind; /* the peer sends on a generation the window has left */
 	char peer_note[300];
 	uint64_t retire_checked; /* the clock's lowest generation at the last check */
-	int64_t suspect_since;	 /* the peer sent on a generation as it was retired */
-	int64_t rx_current_at;	 /* last packets on a generation of the window */
+	int64_t awaiting_since;	 /* a generation ended with the peer still on it:
+				  * when its packets reappear, how late? (its
+				  * end; 0: not waiting) */
 	int64_t deadline;	 /* wall clock of its next clock-driven step */
 	bool out_sent;		 /* out_gen's SA was in the kernel: losing it means moving on */
 	bool adopted;		 /* the first reconcile after start has run */
@@ -1138,6 +1139,7 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 
 static uint64_t window_hi(const struct assocs *m, const struct assoc *a);
 static uint64_t window_lo(const struct assocs *m, const struct assoc *a);
+static void peer_reappeared(struct assocs *m, struct assoc *a, uint64_t gen);
 
 int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, size_t n, char *err,
 			  size_t len)
@@ -1668,7 +1670,7 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 	if (!outbound && o->key_ok && o->gen > a->in_gen && o->sa.cur.packets > 0)
 		peer_moved(m, a, o->gen, sa->spi);
 	if (!outbound && o->key_ok && o->gen >= a->in_gen && rx)
-		a->rx_current_at = m->wall;
+		peer_reappeared(m, a, o->gen);
 	mark(m, a);
 	update_state(a);
 }
@@ -2063,57 +2065,53 @@ static void adopt(struct assocs *m, struct assoc *a)
 	m->need_save = true;
 }
 
-/* Is the peer in step? Checked each time the clock retires a generation
- * (an overlap after it ended), in two steps, since counters are read only
- * every counter-interval: if the peer was last seen on the generation being
- * retired and a read in the second half of the overlap still saw its
- * counter move, it is suspect; if then a full counter read sees no packet on the
- * window's generations, its clock or epoch is behind ours by more than the
- * overlap and its packets are being dropped: reported until a later
- * retirement finds it on time. */
+/* Is the peer in step? When the clock retires a generation (an overlap
+ * after it ended) with the peer last seen on it, and a counter read after
+ * its end still saw its packets come in (traffic was flowing across the
+ * boundary), tokend waits for the peer's packets on a newer generation:
+ * when they reappear more than the overlap plus a counter interval after
+ * the boundary, the peer switched that late, so its clock or epoch is
+ * behind ours by more than the overlap, and its packets in between were
+ * dropped. That is reported (with the lag) until a later retirement finds
+ * the peer already on the new generation. Traffic that merely stops at a
+ * boundary never reappears, and is not reported. */
 static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 {
-	uint64_t ov = assoc_overlap_ms(&a->def);
-	int64_t confirm = (int64_t)(m->set.counter_interval_usec / 1000) + 250;
-
-	if (!a->def.lifetime_sec)
+	if (!a->def.lifetime_sec || lo_clock == a->retire_checked)
 		return;
-	if (lo_clock != a->retire_checked) {
+	if (a->adopted && a->retire_checked && a->in_gen < lo_clock) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
-		/* A read well into the overlap still saw its counter move (a
-		 * peer that merely stopped sending at the boundary does not do
-		 * that): a suspicion, confirmed below. */
-		bool late = a->adopted && a->in_gen < lo_clock && o && o->key_ok &&
-			    o->rx_at > assoc_gen_start_ms(&a->def, a->in_gen + 1) + (int64_t)ov / 2;
+		int64_t end = assoc_gen_start_ms(&a->def, a->in_gen + 1);
 
-		if (late) {
-			if (!a->suspect_since)
-				a->suspect_since = m->wall;
-			snprintf(a->peer_note, sizeof(a->peer_note),
-				 "the peer still sends on generation %llu, which ended more than "
-				 "the overlap (%llu ms) ago: its clock or epoch is behind ours, so "
-				 "its packets are dropped until it moves on to generation %llu",
-				 (unsigned long long)a->in_gen, (unsigned long long)ov,
-				 (unsigned long long)lo_clock);
-		} else if (a->peer_behind && a->retire_checked) {
-			log_info("%s: the peer is in step again: it moved on to generation %llu in "
-				 "time",
-				 a->def.name, (unsigned long long)a->in_gen);
-			a->peer_behind = false;
-			a->peer_note[0] = '\0';
-		}
-		a->retire_checked = lo_clock;
+		if (o && o->key_ok && o->rx_at > end)
+			a->awaiting_since = end;
+	} else if (a->peer_behind && a->retire_checked) {
+		log_info("%s: the peer is in step again: it moved on to generation %llu in time",
+			 a->def.name, (unsigned long long)a->in_gen);
+		a->peer_behind = false;
+		a->peer_note[0] = '\0';
 	}
-	if (!a->suspect_since)
+	a->retire_checked = lo_clock;
+}
+
+static void peer_reappeared(struct assocs *m, struct assoc *a, uint64_t gen)
+{
+	int64_t lag, ov = (int64_t)assoc_overlap_ms(&a->def);
+
+	if (!a->awaiting_since)
 		return;
-	if (a->rx_current_at > a->suspect_since) {
-		a->suspect_since = 0; /* it had moved on; the counters were read late */
-	} else if (m->wall - a->suspect_since >= confirm) {
-		if (!a->peer_behind)
-			log_warning("%s: %s", a->def.name, a->peer_note);
-		a->peer_behind = true;
-		a->suspect_since = 0;
-	}
+	lag = m->wall - a->awaiting_since;
+	a->awaiting_since = 0;
+	if (lag <= ov + (int64_t)(m->set.counter_interval_usec / 1000))
+		return; /* within the overlap, give or take a counter read */
+	snprintf(a->peer_note, sizeof(a->peer_note),
+		 "the peer moved on to generation %llu about %lld ms after it began, more than "
+		 "the overlap (%lld ms): its clock or epoch is behind ours, and its packets "
+		 "sent in between on the generation before were dropped",
+		 (unsigned long long)gen, (long long)lag, (long long)ov);
+	if (!a->peer_behind)
+		log_warning("%s: %s", a->def.name, a->peer_note);
+	a->peer_behind = true;
 }
 
 /* The receive window [in_lo, hi]. The clock raises it: a generation that

@@ -120,8 +120,8 @@ case_clock() {
     # stops hearing from its peer must not call it behind either).
     for p in a b; do
         local mk warn; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
-        warn=$(tk_log_after "$p" "$mk" | grep "$name: the peer still sends on generation")
-        uml_check "$p: no 'peer still sends on generation' warning, the peers share one clock ($(grep -c . <<<"$warn") warnings, $(tk_log_after "$p" "$mk" | grep -c "$name: the peer is in step again") 'in step again')" \
+        warn=$(tk_log_after "$p" "$mk" | grep "$name: its clock or epoch is behind ours")
+        uml_check "$p: no 'clock or epoch is behind' warning, the peers share one clock ($(grep -c . <<<"$warn") warnings, $(tk_log_after "$p" "$mk" | grep -c "$name: the peer is in step again") 'in step again')" \
             test -z "$warn"
         [ -n "$warn" ] && head -n 3 <<<"$warn" | cut -c1-120 | sed "s/^/#   $p: /"
     done
@@ -162,7 +162,7 @@ case_epochs() {
     uml_check "three boundaries went by ($g0 -> $g1)" test $((g1 - g0)) -ge 3
     for p in a b; do
         local mk; [ "$p" = a ] && mk=$mark_a || mk=$mark_b
-        uml_check "$p: no 'peer still sends' warning" eval '! tk_log_after "$p" "$mk" | grep -q "the peer still sends on generation"'
+        uml_check "$p: no 'clock or epoch is behind' warning" eval '! tk_log_after "$p" "$mk" | grep -q "its clock or epoch is behind ours"'
         uml_check "$p: state up, peer in step ($(tk_fields "$p" "$name" state rotation.peer_in_step | tr '\n' ' '))" \
             test "$(tk_fields "$p" "$name" state rotation.peer_in_step | tr '\n' ' ')" = "up true "
     done
@@ -185,7 +185,7 @@ case_epochs() {
         looks+=" $st/$pis"
         [ "$st" = error ] && seen_error=1
         [ "$pis" = false ] && seen_step=1
-        grep -q "the peer still sends on generation" <<<"$reason" && seen_reason=1 && ROT_REASON=$reason
+        grep -q "its clock or epoch is behind ours" <<<"$reason" && seen_reason=1 && ROT_REASON=$reason
     done
     tk_ping_finish
     g1=$(tk_fields a "$name" rotation.clock_generation)
@@ -193,17 +193,17 @@ case_epochs() {
     uml_note "  a's state/peer_in_step each second:$looks"
     uml_check "epochs 3 s apart, overlap 1 s: replies lost ($TK_PING_LOST of $TK_PING_TX, generations $g0 -> $g1)" \
         test "$TK_PING_LOST" -gt 0
-    uml_check "a: logs the warning that the peer still sends on an ended generation" \
-        eval 'tk_log_after a "$mark_a" | grep "<4>" | grep -q "$name: the peer still sends on generation [0-9]*, which ended more than the overlap"'
-    tk_log_after a "$mark_a" | grep "the peer still sends" | head -n 1 | sed 's/^/#   a: /'
+    uml_check "a: logs the warning that the peer moved on too late" \
+        eval 'tk_log_after a "$mark_a" | grep "<4>" | grep -q "$name: the peer moved on to generation [0-9]* about [0-9]* ms after it began, more than the overlap"'
+    tk_log_after a "$mark_a" | grep "its clock or epoch is behind ours" | head -n 1 | sed 's/^/#   a: /'
     uml_check "a: show said state error while it lasted" test "$seen_error" = 1
     uml_check "a: show said rotation.peer_in_step false" test "$seen_step" = 1
     uml_check "a: show's reason names it (${ROT_REASON:-none})" test "$seen_reason" = 1
     # b stayed 3 s behind the whole time: nothing was in step again.
-    uml_check "a: the report did not clear while b stayed behind (no 'in step again': $(tk_log_after a "$mark_a" | grep -c "the peer is in step again") times; warnings: $(tk_log_after a "$mark_a" | grep -c "the peer still sends on generation"))" \
+    uml_check "a: the report did not clear while b stayed behind (no 'in step again': $(tk_log_after a "$mark_a" | grep -c "the peer is in step again") times; warnings: $(tk_log_after a "$mark_a" | grep -c "its clock or epoch is behind ours"))" \
         eval '! tk_log_after a "$mark_a" | grep -q "$name: the peer is in step again"'
     uml_check "b: no such warning (a is ahead of b, which b accepts)" \
-        eval '! tk_log_after b "$mark_b" | grep -q "the peer still sends on generation"'
+        eval '! tk_log_after b "$mark_b" | grep -q "its clock or epoch is behind ours"'
 
     # b's epoch put right: rewrite its config, SIGHUP.
     mark_a=$(tk_log_mark a); mark_b=$(tk_log_mark b)
@@ -245,7 +245,7 @@ case_epochs() {
     uml_check "a: logs that the peer is in step again" \
         eval 'tk_log_after a "$mark_a" | grep -q "$name: the peer is in step again"'
     local warn
-    warn=$(tk_log_after a "$mark_a" | head -n $((mark_end_a - mark_a)) | grep "$name: the peer still sends on generation")
+    warn=$(tk_log_after a "$mark_a" | head -n $((mark_end_a - mark_a)) | grep "$name: its clock or epoch is behind ours")
     uml_check "a: no new warning after the fix while the ping ran ($(grep -c . <<<"$warn"))" test -z "$warn"
     [ -n "$warn" ] && head -n 3 <<<"$warn" | cut -c1-120 | sed "s/^/#   a: /"
     uml_check "a: the report cleared by the last look during the ping: state up, peer in step, no reason ($last_a)" \

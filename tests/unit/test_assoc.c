@@ -958,6 +958,7 @@ START_TEST(test_peer_behind_reported_and_recovers)
 	struct assoc_def d = clock_def();
 	json_object *keep;
 	int64_t s101 = assoc_gen_start_ms(&d, 101), s102 = assoc_gen_start_ms(&d, 102);
+	int64_t s103 = assoc_gen_start_ms(&d, 103);
 
 	/* Counters read every second (the setup's counter-interval). */
 	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
@@ -967,29 +968,29 @@ START_TEST(test_peer_behind_reported_and_recovers)
 	peer_packets(100, 40, s101 + 1600);
 	converge(SEC);
 	assert_peer("up", true);
-	/* ...the overlap ends with nothing seen on 101: suspect, then, after
-	 * a counter read that still sees nothing newer, reported. */
+	/* ...the overlap ends (2 s) with nothing seen on 101: dropped from
+	 * now on, but not known yet... */
 	assocs_set_wallclock(m, s101 + 2000);
 	converge(2 * SEC);
 	assert_peer("up", true);
-	assocs_set_wallclock(m, s101 + 3300);
+	/* ...until its packets reappear on 101, 3.5 s after 101 began. */
+	peer_packets(101, 5, s101 + 3500);
 	converge(3 * SEC);
 	assert_peer("error", false);
 	ck_assert_ptr_nonnull(strstr(json_object_get_string(show(&keep, "reason", NULL)),
-				     "still sends on generation 100"));
+				     "moved on to generation 101 about 3500 ms after it began"));
 	json_object_put(keep);
-	ck_assert_int_eq(json_object_get_int64(show(&keep, "receiving_generation", NULL)), 101);
-	json_object_put(keep);
-	/* Its own boundary comes: its packets arrive on 101 for the rest of
-	 * the period, but it is still behind until a boundary finds it on
-	 * time. */
-	peer_packets(101, 5, s101 + 4000);
-	converge(4 * SEC);
-	assert_peer("error", false);
-	/* Put right: at 102 it moves in time. */
-	peer_packets(102, 3, s102 + 300);
+	/* Still behind at the next boundary: still reported. */
+	peer_packets(101, 25, s102 + 600);
 	assocs_set_wallclock(m, s102 + 2000);
+	converge(4 * SEC);
+	peer_packets(102, 5, s102 + 3500);
 	converge(5 * SEC);
+	assert_peer("error", false);
+	/* Put right: at 103 it moves in time, seen before the overlap ends. */
+	peer_packets(103, 3, s103 + 300);
+	assocs_set_wallclock(m, s103 + 2000);
+	converge(6 * SEC);
 	assert_peer("up", true);
 }
 END_TEST
@@ -1004,7 +1005,8 @@ START_TEST(test_peer_on_time_not_reported)
 	peer_packets(100, 10, s101 - 900);
 	/* The peer moved 100 ms after the boundary: a read between saw its
 	 * last packets on 100 come in after the boundary, and none on 101
-	 * was read before the overlap ended. Suspect, then cleared. */
+	 * was read before the overlap ended; they are, 2.1 s after the
+	 * boundary: within the overlap and a counter interval. */
 	peer_packets(100, 10, s101 + 50);
 	peer_packets(100, 12, s101 + 150);
 	assocs_set_wallclock(m, s101 + 2000);

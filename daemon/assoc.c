@@ -2558,6 +2558,9 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	/* The kernel did it: the observed set says so now, before its own
 	 * notification is read, so a second pass does not plan it again. */
 	observe_done(m, a, act);
+	/* What the kernel now has may allow the next step (the old outbound
+	 * SA goes once the new one is in): reconsider this association. */
+	mark(m, a);
 	switch (act->op) {
 	case ASSOC_OP_ADD_SA:
 		a->sa_error[0] = '\0';

@@ -688,12 +688,14 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 		return;
 	if (d->xfrm_resync_wanted)
 		xfrm_resync(d);
-	for (int pass = 0; pass < 3; pass++) {
+	for (int pass = 0; pass < 4; pass++) {
 		struct assoc_action *v = NULL;
 		int n;
 
 		assocs_set_wallclock(d->assocs, wall_ms());
-		n = assocs_plan(d->assocs, now_usec(), all || pass > 0, &v);
+		/* Later passes take what the earlier ones changed (marked
+		 * dirty), not every association again. */
+		n = assocs_plan(d->assocs, now_usec(), all && pass == 0, &v);
 
 		if (n < 0)
 			return;

@@ -380,6 +380,18 @@ tk_sampler_stop() {
 # peers' [sa NAME]), TK_ROT_A and TK_ROT_B (lines for one peer only), and
 # calls tk_rot_start NAME NUMBER. a (192.0.2.1) sends to b on direction 0,
 # b to a on direction 1.
+# tk_verdict OUT MESSAGE: print OUT's notes; MESSAGE passes unless OUT has
+# "BAD ..." lines, which are then listed under the failure.
+tk_verdict() {
+    grep -v '^BAD' <<<"$1"
+    if grep -q '^BAD' <<<"$1"; then
+        uml_fail "$2"
+        grep '^BAD' <<<"$1" | sed 's/^BAD /#   /'
+    else
+        uml_pass "$2"
+    fi
+}
+
 TK_ROT_TOKEND="" TK_ROT_SA="" TK_ROT_A="" TK_ROT_B=""
 
 # tk_rot_fresh: both daemons stopped, no SA or policy left, no state.
@@ -481,13 +493,7 @@ for b in bad:
     print("BAD " + b)
 PY
 )
-    grep -v '^BAD' <<<"$out"
-    if grep -q '^BAD' <<<"$out"; then
-        uml_fail "every generation $2..$3 carried packets both ways, counted on both peers"
-        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
-    else
-        uml_pass "every generation $2..$3 carried packets both ways, counted on both peers"
-    fi
+    tk_verdict "$out" "every generation $2..$3 carried packets both ways, counted on both peers"
 }
 
 # tk_rot_window_check NUMBER SAMPLES LOOKAHEAD PERIOD_MS OVERLAP_MS ORIGIN_MS:
@@ -541,13 +547,7 @@ if n < 10:
     print("BAD only %d samples" % n)
 PY
 )
-    grep -v '^BAD' <<<"$out"
-    if grep -q '^BAD' <<<"$out"; then
-        uml_fail "the kernel held only the window's SAs in every sample (outbound: the clock's generation; inbound: it to +$3, the one before within the overlap)"
-        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
-    else
-        uml_pass "the kernel held only the window's SAs in every sample (outbound: the clock's generation; inbound: it to +$3, the one before within the overlap)"
-    fi
+    tk_verdict "$out" "the kernel held only the window's SAs in every sample (outbound: the clock's generation; inbound: it to +$3, the one before within the overlap)"
 }
 
 # tk_rot_removed_check NAME NUMBER GFROM GTO MARK_A MARK_B: for every
@@ -690,13 +690,7 @@ for b in bad:
 PY
 )
     rm -f "$dump"
-    grep -v '^BAD' <<<"$out"
-    if grep -q '^BAD' <<<"$out"; then
-        uml_fail "every SA's time limits follow the clock (outbound: soft at its generation's end, hard an overlap later; inbound: hard an overlap after the end)"
-        grep '^BAD' <<<"$out" | sed 's/^BAD /#   /'
-    else
-        uml_pass "every SA's time limits follow the clock (outbound: soft at its generation's end, hard an overlap later; inbound: hard an overlap after the end)"
-    fi
+    tk_verdict "$out" "every SA's time limits follow the clock (outbound: soft at its generation's end, hard an overlap later; inbound: hard an overlap after the end)"
 }
 
 # tk_rot_snap FILE NS...: `ip xfrm state` of each NS into FILE (a tmpfs

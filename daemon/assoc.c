@@ -98,6 +98,11 @@ struct assocs {
 	size_t n_orphans;
 	uint32_t *released; /* association numbers handed over to another tool */
 	size_t n_released;
+	/* Generations of associations that are gone (deleted, redefined,
+	 * removed from the config): one declared again under the same name
+	 * goes on from there, never back to a generation it used. */
+	struct assoc_gen_record *history;
+	size_t n_history;
 	bool degraded;
 	bool need_save;
 	bool any_dirty;
@@ -889,6 +894,7 @@ void assocs_free(struct assocs *m)
 	free(m->v);
 	free(m->orphans);
 	free(m->released);
+	free(m->history);
 	free(m);
 }
 
@@ -1070,8 +1076,54 @@ static void orphan_add_policy(struct assocs *m, const struct xfrm_policy *p)
 
 /* An association that is no longer declared: what it had in the kernel is
  * now an orphan, removed by the next reconcile. */
-static void assoc_retire(struct assocs *m, struct assoc *a)
+static void remember(struct assocs *m, const char *name, uint64_t out_gen, uint64_t in_gen)
 {
+	struct assoc_gen_record *v;
+	size_t i;
+
+	for (i = 0; i < m->n_history; i++)
+		if (strcmp(m->history[i].name, name) == 0)
+			break;
+	if (i == m->n_history) {
+		v = realloc(m->history, (m->n_history + 1) * sizeof(*v));
+		if (!v)
+			return;
+		m->history = v;
+		m->n_history++;
+		m->history[i] = (struct assoc_gen_record){0};
+		snprintf(m->history[i].name, sizeof(m->history[i].name), "%s", name);
+	}
+	if (out_gen > m->history[i].out_gen)
+		m->history[i].out_gen = out_gen;
+	if (in_gen > m->history[i].in_gen)
+		m->history[i].in_gen = in_gen;
+}
+
+/* The highest generation this association's sender has used (or is about
+ * to): the next one must be above it. */
+static bool used_up_to(const struct assoc *a, uint64_t *g)
+{
+	if (!a->saved_valid && !a->adopted)
+		return false;
+	*g = a->out_gen > a->out_saved || !a->saved_valid ? a->out_gen : a->out_saved;
+	return true;
+}
+
+/* A new definition under a name that was used before goes on from its
+ * history: sending resumes past every generation used. */
+static void carry_history(struct assoc *a, uint64_t out_gen, uint64_t in_gen)
+{
+	a->out_gen = a->out_saved = out_gen;
+	a->in_gen = a->in_lo = in_gen;
+	a->saved_valid = true;
+}
+
+static void assoc_retire(struct assocs *m, struct assoc *a, bool name_lives_on)
+{
+	uint64_t used;
+
+	if (!name_lives_on && used_up_to(a, &used))
+		remember(m, a->def.name, used, a->in_gen);
 	if (released(m, a->def.number))
 		return; /* handed over: its objects are not tokend's to remove */
 	for (size_t i = 0; i < a->n_sas; i++)
@@ -1099,10 +1151,31 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		struct assoc *old = find_name(m, defs[i].name);
+		bool changed = !old || def_changed_keys(&old->def, &defs[i]);
 
-		if (old && !def_changed_keys(&old->def, &defs[i])) {
+		if (!changed) {
+			char before[1 + ASSOC_SCHEDULE_MAX][17], after[17];
+
+			for (size_t k = 0; k <= ASSOC_SCHEDULE_MAX; k++)
+				if (old->secrets[k])
+					keys_secret_fingerprint(old->secrets[k], before[k]);
 			old->def = defs[i];
 			load_secrets(m, old); /* the file may have been replaced */
+			/* A secret file replaced in place: none of the SAs
+			 * keyed from the old one may stay. */
+			for (size_t k = 0; k <= ASSOC_SCHEDULE_MAX && !changed; k++) {
+				if (!old->secrets[k])
+					continue;
+				keys_secret_fingerprint(old->secrets[k], after);
+				changed = strcmp(before[k], after) != 0;
+			}
+			if (changed)
+				log_info(
+				    "%s: a secret file changed: its SAs are replaced with keys "
+				    "from the new secret",
+				    old->def.name);
+		}
+		if (!changed) {
 			v[i] = old;
 		} else {
 			v[i] = calloc(1, sizeof(**v));
@@ -1116,6 +1189,19 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 			}
 			v[i]->def = defs[i];
 			set_state(v[i], "pending", NULL);
+			if (old) {
+				uint64_t used;
+				if (used_up_to(old, &used))
+					carry_history(v[i], used, old->in_gen);
+			} else {
+				for (size_t h = 0; h < m->n_history; h++)
+					if (strcmp(m->history[h].name, defs[i].name) == 0) {
+						carry_history(v[i], m->history[h].out_gen,
+							      m->history[h].in_gen);
+						m->history[h] = m->history[--m->n_history];
+						break;
+					}
+			}
 			load_secrets(m, v[i]);
 		}
 		mark(m, v[i]);
@@ -1126,7 +1212,10 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 		for (size_t j = 0; j < n; j++)
 			kept |= v[j] == m->v[i];
 		if (!kept) {
-			assoc_retire(m, m->v[i]);
+			bool lives_on = false;
+			for (size_t j = 0; j < n; j++)
+				lives_on |= strcmp(v[j]->def.name, m->v[i]->def.name) == 0;
+			assoc_retire(m, m->v[i], lives_on);
 			assoc_free(m->v[i]);
 		}
 	}
@@ -1155,21 +1244,23 @@ int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, 
 		/* A new clock (lifetime or epoch) must not move generations far
 		 * back: the sender never goes back, so a clock behind it would
 		 * leave it on one generation until the clock caught up. */
-		if (a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch) {
+		bool new_clock = a->def.lifetime_sec != d->lifetime_sec || a->def.epoch != d->epoch;
+		if (new_clock) {
 			uint64_t g = assoc_clock_gen(d, m->wall);
 			/* A little back is fine: within the ceiling the sender
 			 * just waits for the clock. */
-			if (g + d->lookahead - 1 >= a->out_gen)
-				continue;
-			snprintf(err, len,
-				 "association %s: the new %s would put the clock at generation "
-				 "%llu, behind generation %llu that it already sends on; change "
-				 "the lifetime with a schedule line (from GENERATION lifetime "
-				 "SECONDS), or delete the association and add it again",
-				 d->name,
-				 a->def.lifetime_sec != d->lifetime_sec ? "lifetime" : "epoch",
-				 (unsigned long long)g, (unsigned long long)a->out_gen);
-			return -EINVAL;
+			if (g + d->lookahead - 1 < a->out_gen) {
+				snprintf(
+				    err, len,
+				    "association %s: the new %s would put the clock at generation "
+				    "%llu, behind generation %llu that it already sends on; change "
+				    "the lifetime with a schedule line (from GENERATION lifetime "
+				    "SECONDS), or delete the association and add it again",
+				    d->name,
+				    a->def.lifetime_sec != d->lifetime_sec ? "lifetime" : "epoch",
+				    (unsigned long long)g, (unsigned long long)a->out_gen);
+				return -EINVAL;
+			}
 		}
 		lo = window_lo(m, a) < a->out_gen ? window_lo(m, a) : a->out_gen;
 		hi = window_hi(m, a);
@@ -1180,7 +1271,10 @@ int assocs_check_redefine(const struct assocs *m, const struct assoc_def *defs, 
 			    g > hi ||
 			    (strcmp(assoc_gen_secret(&a->def, g), assoc_gen_secret(d, g)) == 0 &&
 			     assoc_gen_algorithm(&a->def, g) == assoc_gen_algorithm(d, g));
-			if (same && assoc_gen_start_ms(&a->def, g) == assoc_gen_start_ms(d, g))
+			/* A new clock moves every start on purpose; keys and
+			 * algorithms of installed generations must stay. */
+			if (same && (new_clock ||
+				     assoc_gen_start_ms(&a->def, g) == assoc_gen_start_ms(d, g)))
 				continue;
 			snprintf(err, len,
 				 "association %s: the schedule changes generation %llu, which is "
@@ -1199,8 +1293,10 @@ void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, 
 {
 	for (size_t i = 0; i < n; i++) {
 		struct assoc *a = find_name(m, v[i].name);
-		if (!a)
+		if (!a) {
+			remember(m, v[i].name, v[i].out_gen, v[i].in_gen);
 			continue;
+		}
 		a->out_gen = a->out_saved = v[i].out_gen;
 		a->in_gen = a->in_lo = v[i].in_gen;
 		a->saved_valid = true;
@@ -1209,17 +1305,21 @@ void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, 
 
 int assocs_get_generations(const struct assocs *m, struct assoc_gen_record **ret, size_t *n)
 {
-	struct assoc_gen_record *v = calloc(m->n ? m->n : 1, sizeof(*v));
+	struct assoc_gen_record *v = calloc(m->n + m->n_history + 1, sizeof(*v));
 
 	if (!v)
 		return -ENOMEM;
 	for (size_t i = 0; i < m->n; i++) {
+		uint64_t used = m->v[i]->out_gen;
+		used_up_to(m->v[i], &used);
 		snprintf(v[i].name, sizeof(v[i].name), "%s", m->v[i]->def.name);
-		v[i].out_gen = m->v[i]->out_gen;
+		v[i].out_gen = used;
 		v[i].in_gen = m->v[i]->in_gen;
 	}
+	/* The history too: it outlives restarts. */
+	memcpy(v + m->n, m->history, m->n_history * sizeof(*v));
 	*ret = v;
-	*n = m->n;
+	*n = m->n + m->n_history;
 	return 0;
 }
 
@@ -1232,10 +1332,13 @@ void assocs_generations_saved(struct assocs *m)
 {
 	for (size_t i = 0; i < m->n; i++) {
 		/* A generation that just reached the disk can now be installed. */
-		if (m->v[i]->out_saved != m->v[i]->out_gen || !m->v[i]->saved_valid)
-			mark(m, m->v[i]);
-		m->v[i]->out_saved = m->v[i]->out_gen;
-		m->v[i]->saved_valid = true;
+		struct assoc *a = m->v[i];
+		if (a->out_saved < a->out_gen || !a->saved_valid)
+			mark(m, a);
+		/* Never lowered: an adopted older SA does not unuse the rest. */
+		if (!a->saved_valid || a->out_gen > a->out_saved)
+			a->out_saved = a->out_gen;
+		a->saved_valid = true;
 	}
 	m->need_save = false;
 }
@@ -1862,6 +1965,13 @@ static void record_move(struct assocs *m, struct assoc *a, uint64_t from, const 
 		 (unsigned long long)a->out_gen, reason, assoc_dir_spi(a, true, a->out_gen));
 }
 
+/* `target`, or past it if that was used already (an adopted kernel SA may
+ * be older than the newest generation on disk). */
+static uint64_t next_unused(const struct assoc *a, uint64_t target)
+{
+	return a->saved_valid && target <= a->out_saved ? a->out_saved + 1 : target;
+}
+
 /* An early move: one generation ahead of the clock, at most once per dwell
  * and never past the ceiling. */
 static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, const char *reason,
@@ -1869,7 +1979,7 @@ static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, const cha
 {
 	uint64_t from = a->out_gen;
 
-	if (a->out_gen + 1 > out_ceiling(m, a)) {
+	if (next_unused(a, a->out_gen + 1) > out_ceiling(m, a)) {
 		*why = a->def.lifetime_sec
 			   ? "every generation the peer is sure to accept has been used until "
 			     "the clock moves on (raise lookahead for more early moves per period)"
@@ -1882,7 +1992,7 @@ static int move_ahead(struct assocs *m, struct assoc *a, uint64_t now, const cha
 		*why = "the sender moved ahead moments ago; the peer needs time to follow";
 		return -EBUSY;
 	}
-	a->out_gen++;
+	a->out_gen = next_unused(a, a->out_gen + 1);
 	a->last_move = now;
 	a->moves++;
 	record_move(m, a, from, reason);
@@ -1895,8 +2005,8 @@ static void clock_move(struct assocs *m, struct assoc *a, uint64_t floor)
 {
 	uint64_t from = a->out_gen;
 
-	a->out_gen = floor;
-	record_move(m, a, from, floor - from > 1 ? "clock, several periods" : "clock");
+	a->out_gen = next_unused(a, floor);
+	record_move(m, a, from, a->out_gen - from > 1 ? "clock, several periods" : "clock");
 }
 
 int assocs_rotate(struct assocs *m, const char *name, uint64_t now, const char **why)
@@ -2221,8 +2331,17 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 	} else {
 		a->move_refused[0] = '\0';
 	}
-	if (a->out_gen > a->out_saved || !a->saved_valid)
-		return; /* waiting for the state file */
+	if (a->out_gen > a->out_saved || !a->saved_valid) {
+		/* Waiting for the state file; in degraded mode it cannot be
+		 * written, and no new generation is used unrecorded. */
+		if (m->degraded)
+			snprintf(
+			    a->sa_error, sizeof(a->sa_error),
+			    "generation %llu cannot be recorded: the state file is unreadable "
+			    "(degraded mode), and no generation is sent on before it is on disk",
+			    (unsigned long long)a->out_gen);
+		return;
+	}
 	if (!o && a->out_gen > out_ceiling(m, a)) {
 		/* Used generations are never sent on again, and a peer that
 		 * lost its state would not accept this one. */

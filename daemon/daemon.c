@@ -653,12 +653,28 @@ static void on_assoc_done(uintptr_t cookie, const struct nl_ack *ack, void *data
 	assocs_action_done(d->assocs, a, ack, now_usec());
 }
 
+/* An action that was never sent is answered here, so nothing waits for it. */
+static void assoc_not_sent(struct daemon *d, const struct assoc_action *a, int error)
+{
+	struct nl_ack ack = {.error = error};
+
+	assocs_action_done(d->assocs, a, &ack, now_usec());
+}
+
 static void send_assoc_actions(struct daemon *d, struct assoc_action *v, int n)
 {
 	struct nl_batch *b = NULL;
+	int r;
 
-	if (n <= 0 || nl_batch_new(d->xreq, &b) < 0)
+	if (n <= 0)
 		return;
+	r = nl_batch_new(d->xreq, &b);
+	if (r < 0) {
+		log_error("cannot send XFRM requests: %s", strerror(-r));
+		for (int i = 0; i < n; i++)
+			assoc_not_sent(d, &v[i], r);
+		return;
+	}
 	for (int i = 0; i < n; i++) {
 		char desc[512];
 		size_t len;
@@ -669,8 +685,9 @@ static void send_assoc_actions(struct daemon *d, struct assoc_action *v, int n)
 			nlh = nl_batch_msg(b, &len);
 		}
 		assoc_action_describe(&v[i], desc, sizeof(desc));
-		if (!build_assoc_request(&v[i], nlh, len)) {
+		if (!nlh || !build_assoc_request(&v[i], nlh, len)) {
 			log_error("cannot build request: %s", desc);
+			assoc_not_sent(d, &v[i], -EMSGSIZE);
 			continue;
 		}
 		log_debug("netlink request: %s", desc);
@@ -1176,8 +1193,9 @@ int daemon_run(struct daemon *d)
 	if (r < 0)
 		return 1;
 
+	/* 1 ms accuracy: the default (250 ms) would blur when counters move. */
 	r = sd_event_add_time_relative(d->event, &d->counter_timer, CLOCK_MONOTONIC,
-				       d->config->counter_interval_usec, 0, on_counter_timer, d);
+				       d->config->counter_interval_usec, 1000, on_counter_timer, d);
 	if (r < 0)
 		return 1;
 	/* Timers are one-shot by default: this one re-arms itself. */
@@ -1523,7 +1541,10 @@ int daemon_list_assocs(struct daemon *d, const char *name, json_object **ret,
 		       const char **ret_error)
 {
 	json_object *arr;
-	int r = assocs_list_json(d->assocs, name, &arr);
+	int r;
+
+	assocs_set_wallclock(d->assocs, wall_ms()); /* next_rotation_in_ms is from now */
+	r = assocs_list_json(d->assocs, name, &arr);
 
 	if (r == -ENOENT)
 		return no_such_assoc(name, ret, ret_error);
@@ -1551,6 +1572,7 @@ int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const c
 					json_object_new_string(d->degraded_reason), NULL);
 		return -EROFS;
 	}
+	assocs_set_wallclock(d->assocs, wall_ms()); /* the ceiling follows the clock */
 	r = assocs_rotate(d->assocs, name, now_usec(), &why);
 	if (r == -ENOENT)
 		return no_such_assoc(name, ret, ret_error);

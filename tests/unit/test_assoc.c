@@ -1179,6 +1179,78 @@ START_TEST(test_retired_secret_missing_at_start)
 }
 END_TEST
 
+/* The kernel fell back to an older outbound SA while tokend was down: it is
+ * adopted, but the next move skips every generation on disk. */
+START_TEST(test_adopted_older_sa_never_reinstalls_a_used_one)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_gen_record rec = {.name = "web", .out_gen = 3, .in_gen = 0};
+	struct xfrm_sa sa = kernel_outbound(2);
+	const char *why = NULL;
+
+	d.lookahead = 8;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	assocs_set_generations(m, &rec, 1);
+	assocs_resync_begin(m);
+	assocs_sa_seen(m, &sa, 0);
+	assocs_resync_end(m);
+	converge(0);
+	ck_assert_uint_eq(out_gen_of(), 3); /* what is on disk is not lowered */
+	ck_assert_int_eq(assocs_rotate(m, "web", 10 * SEC, &why), 0);
+	converge(10 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 4);
+}
+END_TEST
+
+/* Redefined (a change that replaces its SAs), deleted and declared again,
+ * or its secret file replaced in place: the sender goes on past every
+ * generation it used, never back to generation 0. */
+START_TEST(test_generations_outlive_redefinition)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_gen_record *g;
+	size_t n_g;
+	FILE *f;
+
+	d.lookahead = 8;
+	steady_at(&d, 0);
+	ck_assert_uint_eq(out_gen_of(), 0);
+	/* Mode is not a key input, but its SAs are replaced. */
+	d.mode = XFRM_MODE_TUNNEL;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	converge(SEC);
+	ck_assert_uint_eq(out_gen_of(), 1);
+	/* Deleted, then declared again: the history is kept, and written. */
+	ck_assert_int_eq(assocs_set_defs(m, NULL, 0), 0);
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n_g), 0);
+	ck_assert_uint_eq(n_g, 1);
+	ck_assert_str_eq(g[0].name, "web");
+	ck_assert_uint_eq(g[0].out_gen, 1);
+	/* ...also across a restart: a new manager reads it back. */
+	assocs_free(m);
+	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
+							      .policy_priority = 100,
+							      .counter_interval_usec = SEC,
+							      .dwell_usec = 3 * SEC},
+				    &m),
+			 0);
+	assocs_set_generations(m, g, n_g);
+	free(g);
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	converge(2 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 2);
+	/* The secret file replaced in place: new keys, a new generation. */
+	f = fopen(secret_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n", f);
+	fclose(f);
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	converge(3 * SEC);
+	ck_assert_uint_eq(out_gen_of(), 3);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1213,6 +1285,8 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_late_add_is_an_adjustment);
 	tcase_add_test(tc, test_traffic_stopping_not_reported);
 	tcase_add_test(tc, test_retired_secret_missing_at_start);
+	tcase_add_test(tc, test_adopted_older_sa_never_reinstalls_a_used_one);
+	tcase_add_test(tc, test_generations_outlive_redefinition);
 	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;

@@ -25,6 +25,7 @@ struct obs_sa {
 	bool key_ok;	      /* its key is the derivation for (direction, gen) */
 	bool seen;	      /* in the current dump (mark and sweep) */
 	int64_t rx_at;	      /* wall clock of the read that saw its packet counter move */
+	unsigned rx_streak;   /* reads in a row that saw it move: traffic flowing */
 	uint64_t planned_add; /* the add time its time limits were computed from */
 };
 
@@ -1752,6 +1753,10 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 
 	if (rx)
 		o->rx_at = m->wall;
+	if (rx)
+		o->rx_streak++;
+	else if (trust_cur)
+		o->rx_streak = 0;
 	sa_copy(&o->sa, sa);
 	if (!trust_cur)
 		o->sa.cur = known;
@@ -2189,11 +2194,14 @@ static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 {
 	if (!a->def.lifetime_sec || lo_clock == a->retire_checked)
 		return;
+	a->awaiting_since = 0; /* one boundary at a time */
 	if (a->adopted && a->retire_checked && a->in_gen < lo_clock) {
 		struct obs_sa *o = obs_find(a, assoc_dir_spi(a, false, a->in_gen));
 		int64_t end = assoc_gen_start_ms(&a->def, a->in_gen + 1);
 
-		if (o && o->key_ok && o->rx_at > end)
+		/* Flowing: reads in a row saw packets, the last after the
+		 * end. A lone keepalive is not traffic across a boundary. */
+		if (o && o->key_ok && o->rx_at > end && o->rx_streak >= 2)
 			a->awaiting_since = end;
 	} else if (a->peer_behind && a->retire_checked) {
 		log_info("%s: the peer is in step again: it moved on to generation %llu in time",

@@ -99,7 +99,11 @@ static void kernel_accepts(struct assoc_action *v, int n)
 			EVP_Digest(keys, v[i].sa.enc_key_len + v[i].sa.auth_key_len, sa.key_digest,
 				   &len, EVP_sha256(), NULL);
 			assocs_action_done(m, &v[i], &ack, 0);
-			assocs_sa_seen(m, &sa, 0);
+			/* An update's notification is the kernel's XFRM_MSG_UPDSA. */
+			if (v[i].op == ASSOC_OP_UPDATE_SA)
+				assocs_sa_updated(m, &sa, 0);
+			else
+				assocs_sa_seen(m, &sa, 0);
 		} else if (v[i].op == ASSOC_OP_ADD_POLICY || v[i].op == ASSOC_OP_UPDATE_POLICY) {
 			assocs_action_done(m, &v[i], &ack, 0);
 			assocs_policy_seen(m, &v[i].policy);
@@ -1251,6 +1255,26 @@ START_TEST(test_generations_outlive_redefinition)
 }
 END_TEST
 
+/* A keepalive now and then is not traffic across a boundary: the next one,
+ * long after, is not a peer out of step. */
+START_TEST(test_sparse_traffic_not_reported)
+{
+	struct assoc_def d = clock_def();
+	int64_t s101 = assoc_gen_start_ms(&d, 101);
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	peer_packets(100, 1, s101 - 900);
+	peer_packets(100, 1, s101 + 100);
+	peer_packets(100, 2, s101 + 1100); /* one keepalive, just after the end */
+	peer_packets(100, 2, s101 + 1900);
+	assocs_set_wallclock(m, s101 + 2000);
+	converge(SEC);
+	peer_packets(101, 1, s101 + 8000); /* the next one */
+	converge(2 * SEC);
+	assert_peer("up", true);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1284,6 +1308,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_late_add_is_an_adjustment);
 	tcase_add_test(tc, test_traffic_stopping_not_reported);
+	tcase_add_test(tc, test_sparse_traffic_not_reported);
 	tcase_add_test(tc, test_retired_secret_missing_at_start);
 	tcase_add_test(tc, test_adopted_older_sa_never_reinstalls_a_used_one);
 	tcase_add_test(tc, test_generations_outlive_redefinition);

@@ -1743,6 +1743,23 @@ static int check_new_assoc(struct daemon *d, const struct assoc_def *def, json_o
 		return invalid_assoc(def->name, "secret_file", msg, ret, ret_error);
 	}
 	keys_secret_free(secret);
+	/* And the secrets of the schedule lines still to come. */
+	for (size_t k = 0; k < def->n_sched; k++) {
+		int64_t now = wall_ms() - (int64_t)assoc_overlap_ms(def);
+		if (!def->sched[k].has_secret ||
+		    assoc_secret_retired(def, k + 1, assoc_clock_gen(def, now)))
+			continue;
+		secret = NULL;
+		err = NULL;
+		if (keys_secret_load(def->sched[k].secret_path, &secret, &err) < 0) {
+			snprintf(msg, sizeof(msg), "the line from generation %llu: %s",
+				 (unsigned long long)def->sched[k].from,
+				 err ? err : "cannot load the secret");
+			free(err);
+			return invalid_assoc(def->name, "schedule", msg, ret, ret_error);
+		}
+		keys_secret_free(secret);
+	}
 	return 0;
 }
 

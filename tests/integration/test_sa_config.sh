@@ -212,6 +212,14 @@ bad_add "replay_window 0" "$(def "$D/ok.key" replay_window=0)" 'replay'
 bad_add "replay_window 33" "$(def "$D/ok.key" replay_window=33)" 'replay'
 bad_add "unknown algorithm" "$(def "$D/ok.key" algorithm=rot13)" 'algorithm|aes-gcm'
 bad_add "no secret" '{"name": "rt", "number": 9, "local": "192.0.2.1", "remote": "192.0.2.2"}' 'secret'
+bad_add "a schedule line's secret missing" \
+    "{\"name\": \"rt\", \"number\": 9, \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.2\", \"secret_file\": \"$D/ok.key\", \"lifetime\": 60, \"schedule\": [{\"from\": 281474976710000, \"secret_file\": \"$D/missing2.key\"}]}" \
+    'schedule: the line from generation 281474976710000' "$D/missing2.key"
+bad_add "lifetime 1" "$(def "$D/ok.key" lifetime=1)" 'lifetime'
+bad_add "overlap without a lifetime" "$(def "$D/ok.key" overlap_ms=500)" 'overlap'
+bad_add "schedule out of order" \
+    "{\"name\": \"rt\", \"number\": 9, \"local\": \"192.0.2.1\", \"remote\": \"192.0.2.2\", \"secret_file\": \"$D/ok.key\", \"lifetime\": 60, \"schedule\": [{\"from\": 9, \"lifetime\": 30}, {\"from\": 8, \"lifetime\": 30}]}" \
+    'ascending'
 
 # Control: a good definition does reach the kernel (policies; the SAs fail
 # on a host kernel without ESP), so "unchanged" above means something.

@@ -1318,7 +1318,8 @@ int assocs_get_generations(const struct assocs *m, struct assoc_gen_record **ret
 		v[i].in_gen = m->v[i]->in_gen;
 	}
 	/* The history too: it outlives restarts. */
-	memcpy(v + m->n, m->history, m->n_history * sizeof(*v));
+	if (m->n_history)
+		memcpy(v + m->n, m->history, m->n_history * sizeof(*v));
 	*ret = v;
 	*n = m->n + m->n_history;
 	return 0;

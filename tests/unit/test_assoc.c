@@ -21,6 +21,17 @@
 static struct assocs *m;
 static char secret_path[64];
 
+/* A fresh manager, as a (re)started daemon has. */
+static void new_manager(void)
+{
+	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
+							      .policy_priority = 100,
+							      .counter_interval_usec = SEC,
+							      .dwell_usec = 3 * SEC},
+				    &m),
+			 0);
+}
+
 static void setup(void)
 {
 	static const char hex[] =
@@ -34,12 +45,7 @@ static void setup(void)
 	ck_assert_int_eq(write(fd, hex, sizeof(hex) - 1), (ssize_t)sizeof(hex) - 1);
 	fchmod(fd, 0600);
 	close(fd);
-	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
-							      .policy_priority = 100,
-							      .counter_interval_usec = SEC,
-							      .dwell_usec = 3 * SEC},
-				    &m),
-			 0);
+	new_manager();
 }
 
 static void teardown(void)
@@ -879,12 +885,7 @@ START_TEST(test_restart_mid_rotation_resumes)
 	 * file says 100. */
 	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
 	assocs_free(m);
-	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
-							      .policy_priority = 100,
-							      .counter_interval_usec = SEC,
-							      .dwell_usec = 3 * SEC},
-				    &m),
-			 0);
+	new_manager();
 	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
 	assocs_set_generations(m, &rec, 1);
 	assocs_set_wallclock(m, assoc_gen_start_ms(&d, 101) + 500);
@@ -1171,12 +1172,7 @@ START_TEST(test_retired_secret_missing_at_start)
 	json_object_put(keep);
 	/* Before generation 50 was reached, the old one was needed. */
 	assocs_free(m);
-	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
-							      .policy_priority = 100,
-							      .counter_interval_usec = SEC,
-							      .dwell_usec = 3 * SEC},
-				    &m),
-			 0);
+	new_manager();
 	steady_at(&d, assoc_gen_start_ms(&d, 48));
 	ck_assert_str_eq(json_object_get_string(show(&keep, "state", NULL)), "error");
 	json_object_put(keep);
@@ -1232,12 +1228,7 @@ START_TEST(test_generations_outlive_redefinition)
 	ck_assert_uint_eq(g[0].out_gen, 1);
 	/* ...also across a restart: a new manager reads it back. */
 	assocs_free(m);
-	ck_assert_int_eq(assocs_new(&(struct assocs_settings){.reqid_base = REQID_BASE,
-							      .policy_priority = 100,
-							      .counter_interval_usec = SEC,
-							      .dwell_usec = 3 * SEC},
-				    &m),
-			 0);
+	new_manager();
 	assocs_set_generations(m, g, n_g);
 	free(g);
 	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);

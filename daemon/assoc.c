@@ -981,6 +981,12 @@ static void set_state(struct assoc *a, const char *state, const char *reason)
 	snprintf(a->reason, sizeof(a->reason), "%s", reason ? reason : "");
 }
 
+/* The file of secret k: 0 the base one, i + 1 schedule line i's. */
+static const char *secret_path_of(const struct assoc_def *d, size_t k)
+{
+	return k == 0 ? d->secret_path : d->sched[k - 1].secret_path;
+}
+
 /* The first generation that still matters: older ones are neither sent
  * nor received again, so their secret may be gone. */
 static uint64_t live_floor(const struct assocs *m, const struct assoc *a)
@@ -1011,7 +1017,7 @@ static void load_secrets(const struct assocs *m, struct assoc *a)
 
 	a->secret_error[0] = '\0';
 	for (size_t k = 0; k <= a->def.n_sched; k++) {
-		const char *path = k == 0 ? a->def.secret_path : a->def.sched[k - 1].secret_path;
+		const char *path = secret_path_of(&a->def, k);
 		char *err = NULL;
 
 		keys_secret_free(a->secrets[k]);
@@ -1129,7 +1135,7 @@ static void assoc_retire(struct assocs *m, struct assoc *a, bool name_lives_on)
 		return; /* handed over: its objects are not tokend's to remove */
 	for (size_t i = 0; i < a->n_sas; i++)
 		orphan_add_sa(m, &a->sas[i].sa);
-	for (int d = 0; d < DIR_MAX; d++)
+	for (int d = 0; d < DIR_MAX && !name_lives_on; d++)
 		if (a->pol_seen[d])
 			orphan_add_policy(m, &a->pol[d]);
 	m->any_dirty = true;
@@ -1156,19 +1162,29 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 
 		if (!changed) {
 			char before[1 + ASSOC_SCHEDULE_MAX][17], after[17];
+			char paths[1 + ASSOC_SCHEDULE_MAX][256];
+			size_t n_before = 0;
 
-			for (size_t k = 0; k <= ASSOC_SCHEDULE_MAX; k++)
-				if (old->secrets[k])
-					keys_secret_fingerprint(old->secrets[k], before[k]);
+			/* Which file had which secret, before the reload. */
+			for (size_t k = 0; k <= old->def.n_sched; k++)
+				if (old->secrets[k]) {
+					keys_secret_fingerprint(old->secrets[k], before[n_before]);
+					snprintf(paths[n_before++], sizeof(paths[0]), "%s",
+						 secret_path_of(&old->def, k));
+				}
 			old->def = defs[i];
 			load_secrets(m, old); /* the file may have been replaced */
 			/* A secret file replaced in place: none of the SAs
-			 * keyed from the old one may stay. */
-			for (size_t k = 0; k <= ASSOC_SCHEDULE_MAX && !changed; k++) {
+			 * keyed from the old one may stay. A schedule line
+			 * naming a new file changes nothing installed. */
+			for (size_t k = 0; k <= old->def.n_sched && !changed; k++) {
 				if (!old->secrets[k])
 					continue;
 				keys_secret_fingerprint(old->secrets[k], after);
-				changed = strcmp(before[k], after) != 0;
+				for (size_t j = 0; j < n_before && !changed; j++)
+					changed =
+					    strcmp(paths[j], secret_path_of(&old->def, k)) == 0 &&
+					    strcmp(before[j], after) != 0;
 			}
 			if (changed)
 				log_info(
@@ -1194,6 +1210,11 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 				uint64_t used;
 				if (used_up_to(old, &used))
 					carry_history(v[i], used, old->in_gen);
+				/* Its policies stay in place (updated, not removed
+				 * and added again): traffic is never left without
+				 * one, so never sent in the clear. */
+				memcpy(v[i]->pol, old->pol, sizeof(old->pol));
+				memcpy(v[i]->pol_seen, old->pol_seen, sizeof(old->pol_seen));
 			} else {
 				for (size_t h = 0; h < m->n_history; h++)
 					if (strcmp(m->history[h].name, defs[i].name) == 0) {
@@ -2509,6 +2530,9 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 	*ret = NULL;
 	if (!m->synced)
 		return 0;
+	/* Orphans first: a redefined association's old SAs hold SPIs its new
+	 * ones take. */
+	plan_orphans(&p, m);
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
 		if (released(m, a->def.number)) {
@@ -2520,7 +2544,6 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 		if ((all || a->dirty) && a->inflight == 0)
 			plan_one(&p, m, a, now);
 	}
-	plan_orphans(&p, m);
 	m->any_dirty = false;
 	/* The plan array moved as it grew: point every SA at its own key
 	 * buffer only now. */

@@ -110,7 +110,7 @@ case_clock() {
     done
     # Each generation that ran whole under the ping carried traffic, both
     # directions, on both peers; the old ones left the kernel.
-    tk_rot_gen_traffic "$number" "$g0" $((g0 + 6)) /tmp/rot-samples
+    tk_rot_gen_traffic "$number" $((g0 + 1)) $((g0 + 6)) /tmp/rot-samples
     tk_rot_window_check "$number" /tmp/rot-samples 2 "$l" "$ov" "$origin"
     tk_rot_removed_check "$name" "$number" "$g0" $((gend - 1 < g0 + 6 ? gend - 1 : g0 + 6)) "$mark_a" "$mark_b"
     tk_rot_kernel_exact "$number" 2 "$gend" "$spis_a" "$spis_b"

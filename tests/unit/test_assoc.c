@@ -1266,6 +1266,36 @@ START_TEST(test_sparse_traffic_not_reported)
 }
 END_TEST
 
+/* A reload that adds a schedule line with a new secret file replaces
+ * nothing installed. */
+START_TEST(test_new_schedule_secret_replaces_nothing)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	const char *why;
+	char path2[64];
+	int fd, n;
+
+	d.lookahead = 4;
+	steady_at(&d, 0);
+	snprintf(path2, sizeof(path2), "/tmp/test_assoc2.XXXXXX");
+	fd = mkstemp(path2);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "aa55aa55aa55aa55aa55aa55aa55aa55\n", 33), 33);
+	fchmod(fd, 0600);
+	close(fd);
+	ck_assert_int_eq(assoc_sched_parse("from 100 secret /x", &d.sched[0], &why), 0);
+	snprintf(d.sched[0].secret_path, sizeof(d.sched[0].secret_path), "%s", path2);
+	d.n_sched = 1;
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	n = plan(SEC, true, &v);
+	ck_assert_int_eq(n, 0);
+	assoc_actions_free(v, (size_t)n);
+	ck_assert_uint_eq(out_gen_of(), 0);
+	unlink(path2);
+}
+END_TEST
+
 static Suite *assoc_suite(void)
 {
 	Suite *s = suite_create("assoc");
@@ -1303,6 +1333,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_retired_secret_missing_at_start);
 	tcase_add_test(tc, test_adopted_older_sa_never_reinstalls_a_used_one);
 	tcase_add_test(tc, test_generations_outlive_redefinition);
+	tcase_add_test(tc, test_new_schedule_secret_replaces_nothing);
 	tcase_add_test(tc, test_lifetime_added_by_reload);
 	suite_add_tcase(s, tc);
 	return s;

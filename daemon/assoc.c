@@ -1656,6 +1656,18 @@ static struct obs_sa *obs_find(struct assoc *a, uint32_t spi)
 	return NULL;
 }
 
+/* A new, empty entry in the observed set; NULL when out of memory. */
+static struct obs_sa *obs_add(struct assoc *a)
+{
+	struct obs_sa *v = realloc(a->sas, (a->n_sas + 1) * sizeof(*v));
+
+	if (!v)
+		return NULL;
+	a->sas = v;
+	v[a->n_sas] = (struct obs_sa){0};
+	return &v[a->n_sas++];
+}
+
 static void obs_remove(struct assoc *a, uint32_t spi)
 {
 	for (size_t i = 0; i < a->n_sas; i++)
@@ -1752,12 +1764,9 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 	}
 	o = obs_find(a, sa->spi);
 	if (!o) {
-		struct obs_sa *v = realloc(a->sas, (a->n_sas + 1) * sizeof(*v));
-		if (!v)
+		o = obs_add(a);
+		if (!o)
 			return;
-		a->sas = v;
-		o = &a->sas[a->n_sas++];
-		*o = (struct obs_sa){0};
 		fresh = true;
 	}
 	gen = gen_near(sa->spi, outbound ? a->out_gen : a->in_gen);
@@ -2598,14 +2607,8 @@ static void observe_done(struct assocs *m, struct assoc *a, const struct assoc_a
 	case ASSOC_OP_ADD_SA:
 	case ASSOC_OP_UPDATE_SA:
 		o = obs_find(a, act->sa.spi);
-		if (!o) {
-			struct obs_sa *v = realloc(a->sas, (a->n_sas + 1) * sizeof(*v));
-			if (!v)
-				return;
-			a->sas = v;
-			o = &a->sas[a->n_sas++];
-			*o = (struct obs_sa){0};
-		}
+		if (!o && !(o = obs_add(a)))
+			return;
 		{
 			struct xfrm_lifetime_cur cur = o->sa.cur;
 			sa_copy(&o->sa, &act->sa);

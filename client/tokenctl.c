@@ -119,6 +119,7 @@ static const struct verb verbs[] = {
     {"flush", "io.tokend.FlushTokens", ARG_DEV, print_flush},
     {"resume", "io.tokend.ResumeToken", ARG_DEV, print_resume},
     {"status", "io.tokend.GetStatus", 0, print_status},
+    {"monitor", "io.tokend.Monitor", 0, NULL},
     {"rotate", "io.tokend.RotateAssociation", ARG_NAME, print_nothing},
     {"release", "io.tokend.ReleaseAssociation", ARG_SA_ONLY, print_release},
     {"help", NULL, 0, NULL},
@@ -317,6 +318,9 @@ static void print_usage(void)
 	      "  flush [dev IFACE]      delete every runtime token, or IFACE's\n"
 	      "  resume [dev IFACE]     repair contested tokens again\n"
 	      "  status                 show tokend's status\n"
+	      "  monitor                print tokend's events (changes, repairs,\n"
+	      "                         rotations, failures) as they happen, one a\n"
+	      "                         line (JSON lines with --json), until interrupted\n"
 	      "  help                   show this help\n"
 	      "\n"
 	      "TOKEN is an IPv6 interface identifier such as ::1a:2b:3c:4d, optionally\n"
@@ -1467,7 +1471,7 @@ static void print_uptime(long long usec)
 
 static void print_key(const char *key)
 {
-	printf("%-14s", key);
+	printf("%-16s", key);
 }
 
 static void print_int_line(json_object *params, const char *key, const char *label)
@@ -1535,6 +1539,44 @@ static void print_config_files(json_object *files)
 	fputc('\n', stdout);
 }
 
+/* "associations: 3 (2 up, 1 error)". */
+static void print_assoc_counts(json_object *params)
+{
+	static const char *const states[] = {"up", "pending", "error", "conflict", "released"};
+	json_object *n = get_typed(params, "associations", json_type_int);
+	json_object *counts = get_typed(params, "association_counts", json_type_object);
+	const char *sep = " (";
+
+	if (!n)
+		return;
+	print_key("associations:");
+	printf("%lld", (long long)json_object_get_int64(n));
+	for (size_t i = 0; counts && i < sizeof(states) / sizeof(states[0]); i++) {
+		json_object *v = get_typed(counts, states[i], json_type_int);
+
+		if (!v || json_object_get_int64(v) == 0)
+			continue;
+		printf("%s%lld %s", sep, (long long)json_object_get_int64(v), states[i]);
+		sep = ", ";
+	}
+	puts(sep[0] == ',' ? ")" : "");
+}
+
+static void print_last_error(json_object *e)
+{
+	const char *when = get_str(e, "time"), *msg = get_str(e, "message");
+
+	print_key("last error:");
+	if (!e || !msg) {
+		puts("none");
+		return;
+	}
+	put_safe(stdout, when ? when : "?");
+	fputs(" ", stdout);
+	put_safe(stdout, msg);
+	fputc('\n', stdout);
+}
+
 static int print_status(const struct request *req, json_object *params)
 {
 	json_object *uptime = get_typed(params, "uptime_usec", json_type_int);
@@ -1560,10 +1602,12 @@ static int print_status(const struct request *req, json_object *params)
 		puts("no");
 	}
 	print_counts(get_typed(params, "counts", json_type_object));
-	print_int_line(params, "associations", "associations:");
+	print_assoc_counts(params);
 	print_int_line(params, "repairs", "repairs:");
 	print_int_line(params, "resyncs", "resyncs:");
 	print_int_line(params, "reconciles", "reconciles:");
+	print_str_line(params, "last_reconcile", "last reconcile:");
+	print_last_error(get_typed(params, "last_error", json_type_object));
 	return 0;
 }
 
@@ -1845,6 +1889,66 @@ static int run_show_all(const struct options *o, const struct request *req, int 
 	return r;
 }
 
+/* One event as a line: "TIME LEVEL KIND: MESSAGE" (the message names its
+ * object), or the event's JSON on one line. */
+static void print_event(const struct options *o, json_object *ev)
+{
+	if (o->json) {
+		puts(json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+							    JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		const char *f[] = {get_str(ev, "time"), get_str(ev, "level"), get_str(ev, "kind")};
+
+		for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			put_safe(stdout, f[i] ? f[i] : "?");
+			fputs(i == 2 ? ": " : " ", stdout);
+		}
+		put_safe(stdout, get_str(ev, "message") ? get_str(ev, "message") : "?");
+		fputc('\n', stdout);
+	}
+	fflush(stdout);
+}
+
+/* monitor: replies until tokend goes away or we are interrupted. */
+static int run_monitor(const struct options *o, const struct request *req, int fd)
+{
+	struct varlink_stream st;
+	int r, more, n = 0;
+
+	r = varlink_stream_start(&st, fd, req->verb->method, NULL, o->timeout_ms);
+	for (more = r < 0 ? r : 1; more > 0;) {
+		json_object *reply, *params;
+		const char *error;
+
+		/* The first reply within the timeout; events whenever. */
+		more = varlink_stream_next(&st, n == 0 ? o->timeout_ms : -1, &reply, &error);
+		if (more < 0)
+			break;
+		params = get_typed(reply, "parameters", json_type_object);
+		if (error) {
+			print_daemon_error(o, req, error, params);
+			json_object_put(reply);
+			varlink_stream_done(&st);
+			return EXIT_FAIL;
+		}
+		if (n++ > 0 && params)
+			print_event(o, params);
+		else if (!o->json)
+			fprintf(stderr, "monitoring tokend's events (Ctrl-C ends)\n");
+		json_object_put(reply);
+	}
+	varlink_stream_done(&st);
+	if (more == -ECONNRESET && n > 0) {
+		fail("tokend closed the connection (stopped, or this monitor fell too far behind)");
+		return EXIT_FAIL;
+	}
+	if (more < 0) {
+		print_call_error(o, more);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
 static int run(const struct options *o, const struct request *req)
 {
 	bool show_all = streq(req->verb->method, "io.tokend.ListTokens") && !req->ifname;
@@ -1853,7 +1957,10 @@ static int run(const struct options *o, const struct request *req)
 	fd = connect_daemon(o);
 	if (fd < 0)
 		return EXIT_FAIL;
-	r = show_all ? run_show_all(o, req, fd) : run_one(o, req, fd);
+	if (streq(req->verb->method, "io.tokend.Monitor"))
+		r = run_monitor(o, req, fd);
+	else
+		r = show_all ? run_show_all(o, req, fd) : run_one(o, req, fd);
 	close(fd);
 	return r;
 }

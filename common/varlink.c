@@ -258,7 +258,7 @@ static json_object *params_or_empty(json_object *params)
 	return params ? params : json_object_new_object();
 }
 
-char *varlink_reply_serialize(json_object *params, size_t *ret_len)
+char *varlink_reply_more_serialize(json_object *params, bool continues, size_t *ret_len)
 {
 	json_object *msg = json_object_new_object();
 
@@ -267,7 +267,14 @@ char *varlink_reply_serialize(json_object *params, size_t *ret_len)
 		return NULL;
 	}
 	json_object_object_add(msg, "parameters", params_or_empty(params));
+	if (continues)
+		json_object_object_add(msg, "continues", json_object_new_boolean(true));
 	return serialize(msg, ret_len);
+}
+
+char *varlink_reply_serialize(json_object *params, size_t *ret_len)
+{
+	return varlink_reply_more_serialize(params, false, ret_len);
 }
 
 char *varlink_error_serialize(const char *error, json_object *params, size_t *ret_len)
@@ -283,7 +290,7 @@ char *varlink_error_serialize(const char *error, json_object *params, size_t *re
 	return serialize(msg, ret_len);
 }
 
-char *varlink_call_serialize(const char *method, json_object *params, size_t *ret_len)
+static char *call_serialize(const char *method, json_object *params, bool more, size_t *ret_len)
 {
 	json_object *msg = json_object_new_object();
 
@@ -293,7 +300,14 @@ char *varlink_call_serialize(const char *method, json_object *params, size_t *re
 	}
 	json_object_object_add(msg, "method", json_object_new_string(method));
 	json_object_object_add(msg, "parameters", params_or_empty(params));
+	if (more)
+		json_object_object_add(msg, "more", json_object_new_boolean(true));
 	return serialize(msg, ret_len);
+}
+
+char *varlink_call_serialize(const char *method, json_object *params, size_t *ret_len)
+{
+	return call_serialize(method, params, false, ret_len);
 }
 
 int varlink_connect_timeout(const char *path, int timeout_ms)
@@ -384,19 +398,17 @@ static int send_all(int fd, const char *data, size_t len, long long deadline)
 	return 0;
 }
 
-/* Read until one whole message is buffered; *ret is malloc'd. */
-static int recv_message(int fd, long long deadline, char **ret)
+/* Read until one whole message is buffered; *ret is malloc'd. What
+ * follows it stays in rd for the next call. */
+static int recv_next(struct varlink_reader *rd, int fd, long long deadline, char **ret)
 {
-	struct varlink_reader rd;
 	int r;
 
-	/* Replies (a long ListTokens) may exceed what a call may be. */
-	varlink_reader_init(&rd, VARLINK_MAX_MESSAGE * 64);
 	for (;;) {
 		char buf[65536];
 		ssize_t n;
 
-		r = varlink_reader_next(&rd, ret);
+		r = varlink_reader_next(rd, ret);
 		if (r != 0)
 			break;
 		r = wait_fd(fd, POLLIN, deadline);
@@ -413,12 +425,23 @@ static int recv_message(int fd, long long deadline, char **ret)
 			r = -ECONNRESET;
 			break;
 		}
-		r = varlink_reader_feed(&rd, buf, (size_t)n);
+		r = varlink_reader_feed(rd, buf, (size_t)n);
 		if (r < 0)
 			break;
 	}
-	varlink_reader_free(&rd);
 	return r < 0 ? r : 0;
+}
+
+static int recv_message(int fd, long long deadline, char **ret)
+{
+	struct varlink_reader rd;
+	int r;
+
+	/* Replies (a long ListTokens) may exceed what a call may be. */
+	varlink_reader_init(&rd, VARLINK_MAX_MESSAGE * 64);
+	r = recv_next(&rd, fd, deadline, ret);
+	varlink_reader_free(&rd);
+	return r;
 }
 
 /* A reply is an object; "error", when present, a string; "parameters", when
@@ -474,4 +497,46 @@ int varlink_call_sync(int fd, const char *method, json_object *params, int timeo
 	r = parse_reply(msg, ret_reply, ret_error);
 	free(msg);
 	return r;
+}
+
+int varlink_stream_start(struct varlink_stream *st, int fd, const char *method, json_object *params,
+			 int timeout_ms)
+{
+	size_t len;
+	char *out = call_serialize(method, params, true, &len);
+	int r;
+
+	if (!out)
+		return -ENOMEM;
+	st->fd = fd;
+	varlink_reader_init(&st->rd, VARLINK_MAX_MESSAGE * 64);
+	r = send_all(fd, out, len, now_ms() + timeout_ms);
+	free(out);
+	return r;
+}
+
+int varlink_stream_next(struct varlink_stream *st, int timeout_ms, json_object **ret_reply,
+			const char **ret_error)
+{
+	long long deadline = timeout_ms < 0 ? LLONG_MAX : now_ms() + timeout_ms;
+	json_object *v;
+	char *msg = NULL;
+	int r;
+
+	*ret_reply = NULL;
+	*ret_error = NULL;
+	r = recv_next(&st->rd, st->fd, deadline, &msg);
+	if (r < 0)
+		return r;
+	r = parse_reply(msg, ret_reply, ret_error);
+	free(msg);
+	if (r < 0)
+		return r;
+	return json_object_object_get_ex(*ret_reply, "continues", &v) &&
+	       json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+}
+
+void varlink_stream_done(struct varlink_stream *st)
+{
+	varlink_reader_free(&st->rd);
 }

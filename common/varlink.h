@@ -56,6 +56,8 @@ int varlink_method_split(const char *full, char *iface, size_t iface_len, const 
 /* Serialise a message (takes ownership of params, which may be NULL) into a
  * malloc'd buffer including the terminating NUL; *ret_len counts the NUL. */
 char *varlink_reply_serialize(json_object *params, size_t *ret_len);
+/* A reply to a call with "more": "continues" on all but the last. */
+char *varlink_reply_more_serialize(json_object *params, bool continues, size_t *ret_len);
 char *varlink_error_serialize(const char *error, json_object *params, size_t *ret_len);
 char *varlink_call_serialize(const char *method, json_object *params, size_t *ret_len);
 
@@ -73,3 +75,16 @@ int varlink_connect_timeout(const char *path, int timeout_ms);
  * object), or another -errno. */
 int varlink_call_sync(int fd, const char *method, json_object *params, int timeout_ms,
 		      json_object **ret_reply, const char **ret_error);
+
+/* A call with "more": its replies read one by one. */
+struct varlink_stream {
+	int fd;
+	struct varlink_reader rd;
+};
+int varlink_stream_start(struct varlink_stream *st, int fd, const char *method, json_object *params,
+			 int timeout_ms);
+/* The next reply (a negative timeout waits for ever): 1 when more follow,
+ * 0 for the last one, or -errno as varlink_call_sync. */
+int varlink_stream_next(struct varlink_stream *st, int timeout_ms, json_object **ret_reply,
+			const char **ret_error);
+void varlink_stream_done(struct varlink_stream *st);

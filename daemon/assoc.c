@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "event.h"
 #include "log.h"
 
 enum { DIR_IN, DIR_OUT, DIR_FWD, DIR_MAX };
@@ -977,6 +978,12 @@ void assocs_clock_stepped(struct assocs *m)
 
 static void set_state(struct assoc *a, const char *state, const char *reason)
 {
+	/* A new association's first state is not a change. */
+	if (a->state[0] && strcmp(a->state, state) != 0)
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "state",
+			   "%s: state %s -> %s%s%s%s", a->def.name, a->state, state,
+			   reason && *reason ? " (" : "", reason ? reason : "",
+			   reason && *reason ? ")" : "");
 	snprintf(a->state, sizeof(a->state), "%s", state);
 	snprintf(a->reason, sizeof(a->reason), "%s", reason ? reason : "");
 }
@@ -1039,8 +1046,9 @@ static void load_secrets(const struct assocs *m, struct assoc *a)
 			snprintf(a->secret_error, sizeof(a->secret_error), "%s",
 				 a->secret_errors[k] ? a->secret_errors[k]
 						     : "cannot load a secret");
-			log_error("%s: %s; its policies stay, so its traffic is blocked",
-				  a->def.name, a->secret_error);
+			event_emit(LOG_ERR, EVENT_ASSOCIATION, a->def.name, "secret-error",
+				   "%s: %s; its policies stay, so its traffic is blocked",
+				   a->def.name, a->secret_error);
 		}
 	}
 }
@@ -1187,7 +1195,8 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 					    strcmp(before[j], after) != 0;
 			}
 			if (changed)
-				log_info(
+				event_emit(
+				    LOG_INFO, EVENT_ASSOCIATION, old->def.name, "secret-changed",
 				    "%s: a secret file changed: its SAs are replaced with keys "
 				    "from the new secret",
 				    old->def.name);
@@ -1720,7 +1729,8 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
 			 "association computes; tokend leaves it alone",
 			 sa->reqid, sa->spi);
 		if (strcmp(a->foreign, a->foreign_logged) != 0) {
-			log_warning("%s: conflict: %s", a->def.name, a->foreign);
+			event_emit(LOG_WARNING, EVENT_ASSOCIATION, a->def.name, "conflict",
+				   "%s: conflict: %s", a->def.name, a->foreign);
 			snprintf(a->foreign_logged, sizeof(a->foreign_logged), "%s", a->foreign);
 		}
 		update_state(a);
@@ -1732,8 +1742,9 @@ static void check_foreign(struct assocs *m, const struct xfrm_sa *sa)
  * older inbound SAs stay for the overlap (packets still in flight), then go. */
 static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t spi)
 {
-	log_info("%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
-		 a->def.name, (unsigned long long)gen, spi);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "peer-moved",
+		   "%s: peer now sends on generation %llu (SPI 0x%08x); receive window moves",
+		   a->def.name, (unsigned long long)gen, spi);
 	a->in_gen = gen;
 	a->in_lo_until = m->wall + (int64_t)assoc_overlap_ms(&a->def);
 	m->need_save = true;
@@ -1802,7 +1813,8 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 			snprintf(a->sa_error, sizeof(a->sa_error),
 				 "the kernel kept replay window %u on SA 0x%08x, not %u", kept,
 				 sa->spi, a->def.replay_window);
-			log_warning("%s: %s", a->def.name, a->sa_error);
+			event_emit(LOG_WARNING, EVENT_ASSOCIATION, a->def.name, "sa-error",
+				   "%s: %s", a->def.name, a->sa_error);
 		}
 	}
 	/* The peer sends on a newer generation: move the receive window. */
@@ -1835,7 +1847,8 @@ void assocs_sa_gone(struct assocs *m, const struct xfrm_sa *sa, uint64_t now)
 	if (!reqid_ours(m, sa->reqid, &number) || !(a = find_number(m, number)))
 		return;
 	if (obs_find(a, sa->spi))
-		log_info("%s: SA 0x%08x went away", a->def.name, sa->spi);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-gone",
+			   "%s: SA 0x%08x went away", a->def.name, sa->spi);
 	obs_remove(a, sa->spi);
 	(void)now;
 	mark(m, a);
@@ -1854,7 +1867,8 @@ void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, ui
 	if (hard) {
 		/* The kernel removed it; a lost outbound SA is replaced by the
 		 * next generation in the reconcile step. */
-		log_info("%s: SA 0x%08x reached its hard limit", a->def.name, sa->spi);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-expired",
+			   "%s: SA 0x%08x reached its hard limit", a->def.name, sa->spi);
 		obs_remove(a, sa->spi);
 	} else if (outbound && sa->spi == assoc_dir_spi(a, true, a->out_gen)) {
 		if (assoc_clock_gen(&a->def, m->wall) > a->out_gen) {
@@ -1867,9 +1881,11 @@ void assocs_sa_expired(struct assocs *m, const struct xfrm_sa *sa, bool hard, ui
 			 * as `tokenctl rotate` does (dwell permitting). */
 			bool bytes =
 			    a->def.lifetime_bytes && sa->cur.bytes >= sa->lft.soft_byte_limit;
-			log_info("%s: outbound SA 0x%08x reached its soft %s limit; moving to the "
-				 "next generation",
-				 a->def.name, sa->spi, bytes ? "byte" : "packet");
+			event_emit(
+			    LOG_INFO, EVENT_ASSOCIATION, a->def.name, "soft-limit",
+			    "%s: outbound SA 0x%08x reached its soft %s limit; moving to the "
+			    "next generation",
+			    a->def.name, sa->spi, bytes ? "byte" : "packet");
 			a->move_wanted = true;
 			snprintf(a->move_reason, sizeof(a->move_reason), "soft %s limit",
 				 bytes ? "byte" : "packet");
@@ -1934,7 +1950,8 @@ void assocs_policy_gone(struct assocs *m, const struct xfrm_policy *p)
 	    !(a = find_number(m, number)))
 		return;
 	if (a->pol_seen[d])
-		log_info("%s: %s policy went away", a->def.name, dir_names[d]);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "policy-gone",
+			   "%s: %s policy went away", a->def.name, dir_names[d]);
 	a->pol_seen[d] = false;
 	mark(m, a);
 	update_state(a);
@@ -1996,9 +2013,10 @@ static void record_move(struct assocs *m, struct assoc *a, uint64_t from, const 
 	a->move_wanted = false;
 	m->need_save = true;
 	mark(m, a);
-	log_info("%s: rotation %llu: sending moves from generation %llu to %llu (%s), SPI 0x%08x",
-		 a->def.name, (unsigned long long)a->rotations, (unsigned long long)from,
-		 (unsigned long long)a->out_gen, reason, assoc_dir_spi(a, true, a->out_gen));
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "rotated",
+		   "%s: rotation %llu: sending moves from generation %llu to %llu (%s), SPI 0x%08x",
+		   a->def.name, (unsigned long long)a->rotations, (unsigned long long)from,
+		   (unsigned long long)a->out_gen, reason, assoc_dir_spi(a, true, a->out_gen));
 }
 
 /* `target`, or past it if that was used already (an adopted kernel SA may
@@ -2085,7 +2103,8 @@ int assocs_release(struct assocs *m, const char *name, json_object **ret)
 	set_state(a, "released",
 		  "handed over to another tool: tokend leaves its SAs and "
 		  "policies alone");
-	log_info("%s: released; its SAs and policies stay in the kernel", a->def.name);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "released",
+		   "%s: released; its SAs and policies stay in the kernel", a->def.name);
 	*ret = o;
 	return 0;
 }
@@ -2198,15 +2217,17 @@ static void adopt(struct assocs *m, struct assoc *a)
 	}
 	if (a->saved_valid) {
 		a->out_gen = a->out_saved + 1 > floor ? a->out_saved + 1 : floor;
-		log_info("%s: no outbound SA in the kernel; generation %llu was used before, so "
-			 "sending starts on %llu",
-			 a->def.name, (unsigned long long)a->out_saved,
-			 (unsigned long long)a->out_gen);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sending-starts",
+			   "%s: no outbound SA in the kernel; generation %llu was used before, so "
+			   "sending starts on %llu",
+			   a->def.name, (unsigned long long)a->out_saved,
+			   (unsigned long long)a->out_gen);
 	} else {
 		a->out_gen = floor;
 		if (a->def.lifetime_sec)
-			log_info("%s: sending starts on generation %llu, the clock's", a->def.name,
-				 (unsigned long long)floor);
+			event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sending-starts",
+				   "%s: sending starts on generation %llu, the clock's",
+				   a->def.name, (unsigned long long)floor);
 	}
 	m->need_save = true;
 }
@@ -2235,8 +2256,9 @@ static void peer_check(struct assocs *m, struct assoc *a, uint64_t lo_clock)
 		if (o && o->key_ok && o->rx_at > end && o->rx_streak >= 2)
 			a->awaiting_since = end;
 	} else if (a->peer_behind && a->retire_checked) {
-		log_info("%s: the peer is in step again: it moved on to generation %llu in time",
-			 a->def.name, (unsigned long long)a->in_gen);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "peer-in-step",
+			   "%s: the peer is in step again: it moved on to generation %llu in time",
+			   a->def.name, (unsigned long long)a->in_gen);
 		a->peer_behind = false;
 		a->peer_note[0] = '\0';
 	}
@@ -2259,7 +2281,8 @@ static void peer_reappeared(struct assocs *m, struct assoc *a, uint64_t gen)
 		 "sent in between on the generation before were dropped",
 		 (unsigned long long)gen, (long long)lag, (long long)ov);
 	if (!a->peer_behind)
-		log_warning("%s: %s", a->def.name, a->peer_note);
+		event_emit(LOG_WARNING, EVENT_ASSOCIATION, a->def.name, "peer-out-of-step",
+			   "%s: %s", a->def.name, a->peer_note);
 	a->peer_behind = true;
 }
 
@@ -2348,7 +2371,8 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 	if (!o && a->out_sent) {
 		/* Lost: never send twice under one key. Move to the next
 		 * generation, which the peer already accepts. */
-		log_info("%s: outbound SA 0x%08x was lost", a->def.name, spi);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-lost",
+			   "%s: outbound SA 0x%08x was lost", a->def.name, spi);
 		a->out_sent = false;
 		a->move_wanted = true;
 		snprintf(a->move_reason, sizeof(a->move_reason), "outbound SA lost");
@@ -2365,7 +2389,8 @@ static void plan_outbound(struct plan *p, struct assocs *m, struct assoc *a, uin
 			return;
 		}
 		if (strcmp(why, a->move_refused) != 0)
-			log_warning("%s: cannot move ahead yet: %s", a->def.name, why);
+			event_emit(LOG_WARNING, EVENT_ASSOCIATION, a->def.name, "move-refused",
+				   "%s: cannot move ahead yet: %s", a->def.name, why);
 		snprintf(a->move_refused, sizeof(a->move_refused), "%s", why);
 	} else {
 		a->move_refused[0] = '\0';
@@ -2657,9 +2682,10 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		else if (act->op == ASSOC_OP_DEL_POLICY)
 			orphan_policy_forget(m, &act->policy);
 		if (ack->error < 0 && ack->error != -ENOENT && ack->error != -ESRCH)
-			log_warning("could not remove an orphaned %s of tokend: %s",
-				    act->op == ASSOC_OP_DEL_POLICY ? "policy" : "SA",
-				    ack->msg[0] ? ack->msg : strerror(-ack->error));
+			event_emit(LOG_WARNING, EVENT_ASSOCIATION, NULL, "orphan-kept",
+				   "could not remove an orphaned %s of tokend: %s",
+				   act->op == ASSOC_OP_DEL_POLICY ? "policy" : "SA",
+				   ack->msg[0] ? ack->msg : strerror(-ack->error));
 		return;
 	}
 	if (ack->error < 0) {
@@ -2668,7 +2694,8 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		case ASSOC_OP_UPDATE_SA:
 			describe_sa_error(act, ack, buf, sizeof(buf));
 			if (strcmp(buf, a->sa_error) != 0)
-				log_error("%s: %s", a->def.name, buf);
+				event_emit(LOG_ERR, EVENT_ASSOCIATION, a->def.name, "refused",
+					   "%s: %s", a->def.name, buf);
 			if (act->outbound && act->generation == a->out_gen && a->rotations &&
 			    a->last.to == act->generation)
 				snprintf(a->last.outcome, sizeof(a->last.outcome), "failed: %s",
@@ -2685,11 +2712,12 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 			break;
 		case ASSOC_OP_ADD_POLICY:
 		case ASSOC_OP_UPDATE_POLICY:
-			log_error("%s: the kernel refused the %s policy: %s", a->def.name,
-				  act->policy.dir == XFRM_POLICY_OUT  ? "out"
-				  : act->policy.dir == XFRM_POLICY_IN ? "in"
-								      : "fwd",
-				  ack->msg[0] ? ack->msg : strerror(-ack->error));
+			event_emit(LOG_ERR, EVENT_ASSOCIATION, a->def.name, "refused",
+				   "%s: the kernel refused the %s policy: %s", a->def.name,
+				   act->policy.dir == XFRM_POLICY_OUT  ? "out"
+				   : act->policy.dir == XFRM_POLICY_IN ? "in"
+								       : "fwd",
+				   ack->msg[0] ? ack->msg : strerror(-ack->error));
 			break;
 		default:
 			break; /* already gone is fine */
@@ -2701,13 +2729,16 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 		/* What it carried, as last read: each generation's share. */
 		struct obs_sa *o = obs_find(a, act->sa.spi);
 		if (o)
-			log_info("%s: SA 0x%08x removed (%s, generation %llu, carried %llu "
-				 "packets, %llu bytes)",
-				 a->def.name, act->sa.spi, o->outbound ? "outbound" : "inbound",
-				 (unsigned long long)o->gen, (unsigned long long)o->sa.cur.packets,
-				 (unsigned long long)o->sa.cur.bytes);
+			event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-removed",
+				   "%s: SA 0x%08x removed (%s, generation %llu, carried %llu "
+				   "packets, %llu bytes)",
+				   a->def.name, act->sa.spi, o->outbound ? "outbound" : "inbound",
+				   (unsigned long long)o->gen,
+				   (unsigned long long)o->sa.cur.packets,
+				   (unsigned long long)o->sa.cur.bytes);
 		else
-			log_info("%s: SA 0x%08x removed", a->def.name, act->sa.spi);
+			event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-removed",
+				   "%s: SA 0x%08x removed", a->def.name, act->sa.spi);
 	}
 	/* The kernel did it: the observed set says so now, before its own
 	 * notification is read, so a second pass does not plan it again. */
@@ -2724,9 +2755,10 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 			if (a->rotations && a->last.to == act->generation)
 				snprintf(a->last.outcome, sizeof(a->last.outcome), "done");
 		}
-		log_info("%s: %s SA 0x%08x installed (generation %llu)", a->def.name,
-			 act->outbound ? "outbound" : "inbound", act->sa.spi,
-			 (unsigned long long)act->generation);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-installed",
+			   "%s: %s SA 0x%08x installed (generation %llu)", a->def.name,
+			   act->outbound ? "outbound" : "inbound", act->sa.spi,
+			   (unsigned long long)act->generation);
 		break;
 	case ASSOC_OP_UPDATE_SA:
 		if (act->adjust)
@@ -2734,16 +2766,18 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 				  "kernel, which was later than planned",
 				  a->def.name, act->sa.spi);
 		else
-			log_info("%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
+			event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "sa-repaired",
+				   "%s: lifetimes of SA 0x%08x restored", a->def.name, act->sa.spi);
 		break;
 	case ASSOC_OP_DEL_SA:
 		break;
 	case ASSOC_OP_ADD_POLICY:
 	case ASSOC_OP_UPDATE_POLICY:
-		log_info("%s: %s policy installed", a->def.name,
-			 act->policy.dir == XFRM_POLICY_OUT  ? "out"
-			 : act->policy.dir == XFRM_POLICY_IN ? "in"
-							     : "fwd");
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, a->def.name, "policy-installed",
+			   "%s: %s policy installed", a->def.name,
+			   act->policy.dir == XFRM_POLICY_OUT  ? "out"
+			   : act->policy.dir == XFRM_POLICY_IN ? "in"
+							       : "fwd");
 		break;
 	case ASSOC_OP_DEL_POLICY:
 		break;
@@ -2956,4 +2990,23 @@ int assocs_list_json(const struct assocs *m, const char *name, json_object **ret
 unsigned assocs_count(const struct assocs *m)
 {
 	return (unsigned)m->n;
+}
+
+void assocs_counts(const struct assocs *m, struct assocs_counts *c)
+{
+	*c = (struct assocs_counts){.total = (unsigned)m->n};
+	for (size_t i = 0; i < m->n; i++) {
+		const char *st = m->v[i]->state;
+
+		if (strcmp(st, "up") == 0)
+			c->up++;
+		else if (strcmp(st, "error") == 0)
+			c->error++;
+		else if (strcmp(st, "conflict") == 0)
+			c->conflict++;
+		else if (strcmp(st, "released") == 0)
+			c->released++;
+		else
+			c->pending++;
+	}
 }

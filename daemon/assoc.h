@@ -229,3 +229,9 @@ void assoc_action_describe(const struct assoc_action *a, char *buf, size_t len);
 /* Status: one object per association (never keys), or -ENOENT. */
 int assocs_list_json(const struct assocs *m, const char *name, json_object **ret);
 unsigned assocs_count(const struct assocs *m);
+/* Associations by state; anything not up, error, conflict or released is
+ * counted as pending. */
+struct assocs_counts {
+	unsigned total, up, pending, error, conflict, released;
+};
+void assocs_counts(const struct assocs *m, struct assocs_counts *c);

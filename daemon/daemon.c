@@ -20,6 +20,7 @@
 #include "addr.h"
 #include "assoc.h"
 #include "config.h"
+#include "event.h"
 #include "log.h"
 #include "nl.h"
 #include "rtnl.h"
@@ -52,7 +53,8 @@ struct daemon {
 	sd_event_source *rotation_timer; /* CLOCK_REALTIME: the next boundary */
 	sd_event_source *clock_source;	 /* a timerfd cancelled when the clock is set */
 	int clock_fd;
-	int clock_sync; /* 1 synchronised, 0 not, -1 unknown */
+	int clock_sync;	    /* 1 synchronised, 0 not, -1 unknown, 2 not read yet */
+	int clock_reported; /* what the log last said, 2 nothing */
 	uint64_t clock_checked_usec, clock_warned_usec;
 	bool xfrm_resync_wanted; /* a flush or an overrun: read everything again */
 	bool degraded;
@@ -61,6 +63,14 @@ struct daemon {
 	uint64_t start_usec;
 	unsigned long long resyncs;
 	unsigned long long reconciles;
+	int64_t last_reconcile_ms; /* wall clock; 0: none yet */
+	struct {
+		uint64_t realtime_usec; /* 0: none yet */
+		enum event_kind kind;
+		char object[64];
+		char message[512];
+	} last_error;
+	char *status_sent; /* the last STATUS= text, sent again only when it changes */
 };
 
 static int xfrm_resync(struct daemon *d);
@@ -103,10 +113,11 @@ static void log_config_errors(const struct config_errors *errs)
 {
 	for (size_t i = 0; i < errs->n; i++) {
 		if (errs->v[i].line)
-			log_error("%s:%u: %s", errs->v[i].file, errs->v[i].line,
-				  errs->v[i].message);
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "config-error", "%s:%u: %s",
+				   errs->v[i].file, errs->v[i].line, errs->v[i].message);
 		else /* whole-file problems name the file themselves */
-			log_error("%s", errs->v[i].message);
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "config-error", "%s",
+				   errs->v[i].message);
 	}
 }
 
@@ -120,10 +131,12 @@ static int load_config(const struct daemon_options *o, struct config **ret)
 	if (r < 0) {
 		log_config_errors(&errs);
 		if (errs.n == 0)
-			log_error("%s: cannot read config: %s", path, strerror(-r));
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "config-error",
+				   "%s: cannot read config: %s", path, strerror(-r));
 		else
-			log_error("%s: %zu error%s in config", path, errs.n,
-				  errs.n == 1 ? "" : "s");
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "config-error",
+				   "%s: %zu error%s in config", path, errs.n,
+				   errs.n == 1 ? "" : "s");
 	}
 	config_errors_clear(&errs);
 	return r;
@@ -135,9 +148,10 @@ int daemon_check_config(const struct daemon_options *o)
 	int r = load_config(o, &c);
 
 	if (r == 0)
-		log_info("config OK: %zu token%s%s, %zu association%s", c->n_tokens,
-			 c->n_tokens == 1 ? "" : "s", c->has_global ? " and a global token" : "",
-			 c->n_assocs, c->n_assocs == 1 ? "" : "s");
+		event_emit(LOG_INFO, EVENT_DAEMON, NULL, "config-ok",
+			   "config OK: %zu token%s%s, %zu association%s", c->n_tokens,
+			   c->n_tokens == 1 ? "" : "s", c->has_global ? " and a global token" : "",
+			   c->n_assocs, c->n_assocs == 1 ? "" : "s");
 	config_free(c);
 	return r;
 }
@@ -177,7 +191,8 @@ static int adopt_config_into_state(struct daemon *d)
 	for (size_t i = 0; i < d->config->n_tokens; i++) {
 		const struct config_token *c = &d->config->tokens[i];
 		if (store_remove(&next.tokens, &next.n_tokens, c->ifname) == 0) {
-			log_notice("%s: runtime token dropped: %s now declares one", c->ifname,
+			event_emit(LOG_NOTICE, EVENT_TOKEN, c->ifname, "dropped",
+				   "%s: runtime token dropped: %s now declares one", c->ifname,
 				   c->where);
 			changed = true;
 		}
@@ -189,7 +204,8 @@ static int adopt_config_into_state(struct daemon *d)
 	if (d->config->has_global) {
 		const struct config_token *g = &d->config->global;
 		if (store_remove(&next.tokens, &next.n_tokens, "") == 0) {
-			log_notice("runtime global token dropped: %s now declares one", g->where);
+			event_emit(LOG_NOTICE, EVENT_TOKEN, NULL, "dropped",
+				   "runtime global token dropped: %s now declares one", g->where);
 			changed = true;
 		}
 		if (!store_contains(next.owned, next.n_owned, "", &g->token)) {
@@ -203,7 +219,7 @@ static int adopt_config_into_state(struct daemon *d)
 	}
 	r = commit_state(d, &next, &err);
 	if (r < 0) {
-		log_error("%s", err);
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "state-write-failed", "%s", err);
 		free(err);
 	}
 	return r;
@@ -222,9 +238,11 @@ static void load_state(struct daemon *d)
 		d->degraded = true;
 		d->degraded_reason = err;
 		tokens_set_degraded(d->tokens, true);
-		log_error("%s; running degraded: config entries are kept, runtime changes are "
-			  "refused and nothing is removed until the file is repaired or moved away",
-			  err);
+		event_emit(
+		    LOG_ERR, EVENT_DAEMON, NULL, "degraded",
+		    "%s; running degraded: config entries are kept, runtime changes are "
+		    "refused and nothing is removed until the file is repaired or moved away",
+		    err);
 		return;
 	}
 	tokens_set_state(d->tokens, &st);
@@ -328,8 +346,9 @@ static int resync(struct daemon *d)
 	if (r == 0)
 		r = dump(d, RTM_GETADDR, AF_INET6);
 	if (r < 0) {
-		log_warning("cannot read links from the kernel: %s; keeping what was known",
-			    strerror(-r));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync-failed",
+			   "cannot read links from the kernel: %s; keeping what was known",
+			   strerror(-r));
 		return r;
 	}
 	tokens_resync_end(d->tokens);
@@ -348,14 +367,28 @@ static void on_action_done(uintptr_t cookie, const struct nl_ack *ack, void *dat
 static void update_status(struct daemon *d)
 {
 	struct tokens_counts c;
+	struct assocs_counts a;
+	char text[512], assoc_text[200] = "";
 
 	tokens_counts(d->tokens, &c);
-	sd_notifyf(0,
-		   "STATUS=%s%u token%s held: %u applied, %u pending, %u absent, %u blocked, "
-		   "%u unsupported, %u contested, %u removing",
-		   d->degraded ? "DEGRADED (state file unreadable); " : "", c.held,
-		   c.held == 1 ? "" : "s", c.applied, c.pending, c.absent, c.blocked, c.unsupported,
-		   c.contested, c.removing);
+	assocs_counts(d->assocs, &a);
+	if (a.total > 0)
+		snprintf(assoc_text, sizeof(assoc_text),
+			 "; %u association%s: %u up, %u pending, %u error, %u conflict, "
+			 "%u released",
+			 a.total, a.total == 1 ? "" : "s", a.up, a.pending, a.error, a.conflict,
+			 a.released);
+	snprintf(text, sizeof(text),
+		 "%s%u token%s held: %u applied, %u pending, %u absent, %u blocked, "
+		 "%u unsupported, %u contested, %u removing%s",
+		 d->degraded ? "DEGRADED (state file unreadable); " : "", c.held,
+		 c.held == 1 ? "" : "s", c.applied, c.pending, c.absent, c.blocked, c.unsupported,
+		 c.contested, c.removing, assoc_text);
+	if (d->status_sent && strcmp(d->status_sent, text) == 0)
+		return;
+	free(d->status_sent);
+	d->status_sent = strdup(text);
+	sd_notifyf(0, "STATUS=%s", text);
 }
 
 static void arm_retry_timer(struct daemon *d)
@@ -378,7 +411,8 @@ static void prune_owned(struct daemon *d)
 	if (!tokens_prune_owned(d->tokens, &next))
 		return;
 	if (commit_state(d, &next, &err) < 0) {
-		log_warning("%s; old records of applied tokens are kept", err);
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "state-write-failed",
+			   "%s; old records of applied tokens are kept", err);
 		free(err);
 	}
 }
@@ -392,12 +426,15 @@ static void reconcile(struct daemon *d, bool all)
 
 	n = tokens_plan(d->tokens, now_usec(), all, &actions);
 	if (n < 0) {
-		log_error("cannot plan reconcile: %s", strerror(-n));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot plan reconcile: %s",
+			   strerror(-n));
 		return;
 	}
 	d->reconciles++;
+	d->last_reconcile_ms = wall_ms();
 	if (n > 0 && (r = nl_batch_new(d->req, &b)) < 0) {
-		log_error("cannot reconcile: %s", strerror(-r));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot reconcile: %s",
+			   strerror(-r));
 		n = 0;
 	}
 	for (int i = 0; i < n; i++) {
@@ -434,7 +471,8 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
 	if (r == -ENOBUFS) {
 		/* The kernel dropped events: what we know may be stale. Read
 		 * everything again with a bigger buffer. */
-		log_warning("netlink monitor overrun (ENOBUFS): re-reading all links");
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync",
+			   "netlink monitor overrun (ENOBUFS): re-reading all links");
 		nl_set_rcvbuf(d->mon, (int)(2 * (uint64_t)d->config->netlink_buffer));
 		nl_monitor_read(d->mon, on_rtnl_message, d);
 		resync(d);
@@ -442,7 +480,8 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
 		return 0;
 	}
 	if (r < 0)
-		log_warning("netlink monitor read failed: %s", strerror(-r));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "error",
+			   "netlink monitor read failed: %s", strerror(-r));
 	if (tokens_dirty(d->tokens))
 		reconcile(d, false);
 	return 0;
@@ -533,7 +572,8 @@ static int save_generations(struct daemon *d)
 	}
 	r = commit_state(d, &next, &err);
 	if (r < 0) {
-		log_error("%s; no new generation is used until it can be recorded", err);
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "state-write-failed",
+			   "%s; no new generation is used until it can be recorded", err);
 		free(err);
 	}
 	return r;
@@ -616,7 +656,8 @@ static int xfrm_resync(struct daemon *d)
 	if (r == 0)
 		r = xfrm_dump(d, XFRM_MSG_GETPOLICY);
 	if (r < 0) {
-		log_warning("cannot read SAs and policies from the kernel: %s", strerror(-r));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync-failed",
+			   "cannot read SAs and policies from the kernel: %s", strerror(-r));
 		return r;
 	}
 	assocs_resync_end(d->assocs);
@@ -670,7 +711,8 @@ static void send_assoc_actions(struct daemon *d, struct assoc_action *v, int n)
 		return;
 	r = nl_batch_new(d->xreq, &b);
 	if (r < 0) {
-		log_error("cannot send XFRM requests: %s", strerror(-r));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot send XFRM requests: %s",
+			   strerror(-r));
 		for (int i = 0; i < n; i++)
 			assoc_not_sent(d, &v[i], r);
 		return;
@@ -686,7 +728,8 @@ static void send_assoc_actions(struct daemon *d, struct assoc_action *v, int n)
 		}
 		assoc_action_describe(&v[i], desc, sizeof(desc));
 		if (!nlh || !build_assoc_request(&v[i], nlh, len)) {
-			log_error("cannot build request: %s", desc);
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot build request: %s",
+				   desc);
 			assoc_not_sent(d, &v[i], -EMSGSIZE);
 			continue;
 		}
@@ -723,11 +766,14 @@ static void xfrm_reconcile(struct daemon *d, bool all)
 		if (!assocs_dirty(d->assocs))
 			break;
 	}
+	d->last_reconcile_ms = wall_ms();
 	if (d->xfrm_resync_wanted) {
 		xfrm_resync(d);
 		xfrm_reconcile(d, true);
 	}
 	arm_rotation_timer(d);
+	if (d->ready)
+		update_status(d);
 }
 
 static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
@@ -740,12 +786,14 @@ static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *d
 
 	if (r == -ENOBUFS) {
 		/* Case S3: keep the socket, ask for a larger buffer, re-read. */
-		log_warning("XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync",
+			   "XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
 		nl_set_rcvbuf(d->xmon, (int)(2 * (uint64_t)d->config->netlink_buffer));
 		nl_monitor_read(d->xmon, on_xfrm_message, d);
 		d->xfrm_resync_wanted = true;
 	} else if (r < 0) {
-		log_warning("XFRM monitor read failed: %s", strerror(-r));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "error", "XFRM monitor read failed: %s",
+			   strerror(-r));
 	}
 	if (d->xfrm_resync_wanted) {
 		xfrm_resync(d);
@@ -770,7 +818,7 @@ static void check_clock_sync(struct daemon *d)
 {
 	struct timex tx = {.modes = 0};
 	uint64_t now = now_usec();
-	int r, sync;
+	int r, sync, prev;
 
 	if (d->clock_checked_usec && now - d->clock_checked_usec < 10 * 1000000ULL)
 		return;
@@ -780,23 +828,36 @@ static void check_clock_sync(struct daemon *d)
 		sync = -1;
 	else
 		sync = (r == TIME_ERROR || (tx.status & STA_UNSYNC)) ? 0 : 1;
-	if (sync != d->clock_sync) {
+	/* Only rotation depends on the clock: with tokens alone it is nobody's
+	 * business, and is reported once the first association arrives. */
+	prev = d->clock_reported;
+	d->clock_sync = sync;
+	if (assocs_count(d->assocs) == 0) {
+		d->clock_reported = 2;
+		return;
+	}
+	if (sync != prev) {
 		if (sync < 0)
-			log_info("cannot read whether the clock is synchronised (adjtimex: %s); "
-				 "rotation trusts the clock as it is",
-				 strerror(errno));
-		else if (sync == 1 && d->clock_sync == 0)
-			log_info("the clock is synchronised again");
+			event_emit(
+			    LOG_INFO, EVENT_DAEMON, NULL, "clock",
+			    "cannot read whether the clock is synchronised (adjtimex: %s%s); "
+			    "rotation trusts the clock as it is",
+			    strerror(errno),
+			    errno == EPERM ? ", refused by the unit's ProtectClock=" : "");
+		else if (sync == 1 && prev == 0)
+			event_emit(LOG_INFO, EVENT_DAEMON, NULL, "clock",
+				   "the clock is synchronised again");
 	}
 	/* Warn while it lasts, every 10 minutes: both peers must agree on the
 	 * time within the overlap. */
-	if (sync == 0 && (d->clock_sync != 0 || now - d->clock_warned_usec >= 600 * 1000000ULL)) {
-		log_warning("the clock is not synchronised (adjtimex reports STA_UNSYNC): key "
-			    "rotation follows it, and a peer whose clock differs by more than the "
-			    "overlap loses packets at every boundary");
+	if (sync == 0 && (prev != 0 || now - d->clock_warned_usec >= 600 * 1000000ULL)) {
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "clock",
+			   "the clock is not synchronised (adjtimex reports STA_UNSYNC): key "
+			   "rotation follows it, and a peer whose clock differs by more than the "
+			   "overlap loses packets at every boundary");
 		d->clock_warned_usec = now;
 	}
-	d->clock_sync = sync;
+	d->clock_reported = sync;
 }
 
 static void arm_rotation_timer(struct daemon *d)
@@ -843,10 +904,13 @@ static int on_clock_set(sd_event_source *s, int fd, uint32_t revents, void *data
 	(void)revents;
 	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno != ECANCELED &&
 	    errno != EAGAIN)
-		log_warning("clock watch: %s", strerror(errno));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "clock", "clock watch: %s",
+			   strerror(errno));
 	if (arm_clock_fd(fd) < 0)
-		log_warning("cannot re-arm the clock watch: %s", strerror(errno));
-	log_info("the wall clock was set: rotation times are recomputed");
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "clock",
+			   "cannot re-arm the clock watch: %s", strerror(errno));
+	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "clock",
+		   "the wall clock was set: rotation times are recomputed");
 	d->clock_checked_usec = 0;
 	check_clock_sync(d);
 	assocs_set_wallclock(d->assocs, wall_ms());
@@ -866,7 +930,8 @@ static int open_clock_watch(struct daemon *d)
 	if (d->clock_fd < 0 || arm_clock_fd(d->clock_fd) < 0) {
 		/* Rotation still works; a clock step is noticed at the next
 		 * counter read instead of at once. */
-		log_warning("cannot watch for clock steps: %s", strerror(errno));
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "clock",
+			   "cannot watch for clock steps: %s", strerror(errno));
 		return 0;
 	}
 	return sd_event_add_io(d->event, &d->clock_source, d->clock_fd, EPOLLIN, on_clock_set, d);
@@ -937,7 +1002,8 @@ static int apply_assoc_defs(struct daemon *d)
 			clash = strcmp(d->config->assocs[j].name, rt->name) == 0 ||
 				d->config->assocs[j].number == rt->number;
 		if (clash) {
-			log_notice(
+			event_emit(
+			    LOG_NOTICE, EVENT_ASSOCIATION, rt->name, "ignored",
 			    "%s: runtime association ignored: the config declares its name or "
 			    "number",
 			    rt->name);
@@ -980,7 +1046,7 @@ static int reload(struct daemon *d)
 	int r;
 
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_usec());
-	log_info("reloading %s", d->config_path);
+	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "reloading", "reloading %s", d->config_path);
 	r = load_config(&d->opts, &c);
 	if (r == 0) {
 		char err[512];
@@ -988,13 +1054,15 @@ static int reload(struct daemon *d)
 		assocs_set_wallclock(d->assocs, wall_ms());
 		if (assocs_check_redefine(d->assocs, c->assocs, c->n_assocs, err, sizeof(err)) <
 		    0) {
-			log_error("%s: %s", d->config_path, err);
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "config-error", "%s: %s",
+				   d->config_path, err);
 			config_free(c);
 			r = -EINVAL;
 		}
 	}
 	if (r < 0) {
-		log_error("config reload failed; keeping the previous config");
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "reload-failed",
+			   "config reload failed; keeping the previous config");
 		sd_notify(0, "READY=1");
 		update_status(d);
 		return 0;
@@ -1004,13 +1072,15 @@ static int reload(struct daemon *d)
 	apply_settings(d);
 	adopt_config_into_state(d);
 	if (apply_assoc_defs(d) < 0)
-		log_error("out of memory while reloading associations");
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "reload-failed",
+			   "out of memory while reloading associations");
 	config_free(old);
 	reconcile(d, true);
 	xfrm_reconcile(d, true);
 	sd_event_source_set_time_relative(d->reconcile_timer, c->reconcile_interval_usec);
-	log_info("config reloaded: %zu token%s%s", c->n_tokens, c->n_tokens == 1 ? "" : "s",
-		 c->has_global ? " and a global token" : "");
+	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "reloaded", "config reloaded: %zu token%s%s",
+		   c->n_tokens, c->n_tokens == 1 ? "" : "s",
+		   c->has_global ? " and a global token" : "");
 	sd_notify(0, "READY=1");
 	update_status(d);
 	return 0;
@@ -1026,7 +1096,8 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 	struct daemon *d = data;
 
 	/* Kernel state is left as it is: tokens outlive the daemon. */
-	log_info("stopping on signal %u; tokens stay in the kernel", si->ssi_signo);
+	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "stopping",
+		   "stopping on signal %u; tokens stay in the kernel", si->ssi_signo);
 	sd_notify(0, "STOPPING=1");
 	return sd_event_exit(d->event, 0);
 }
@@ -1065,6 +1136,21 @@ static int make_state_dir(const char *dir)
 	return 0;
 }
 
+/* Every event: remembered when it is a failure, and sent to monitors. */
+static void on_event(const struct event *e, void *data)
+{
+	struct daemon *d = data;
+
+	if (e->level <= LOG_WARNING) {
+		d->last_error.realtime_usec = e->realtime_usec;
+		d->last_error.kind = e->kind;
+		snprintf(d->last_error.object, sizeof(d->last_error.object), "%s",
+			 e->object ? e->object : "");
+		snprintf(d->last_error.message, sizeof(d->last_error.message), "%s", e->message);
+	}
+	server_broadcast_event(d->server, e);
+}
+
 int daemon_new(const struct daemon_options *o, struct daemon **ret)
 {
 	struct daemon *d = calloc(1, sizeof(*d));
@@ -1076,6 +1162,7 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 		return -ENOMEM;
 	d->opts = *o;
 	d->start_usec = now_usec();
+	event_set_sink(on_event, d);
 	d->config_path = strdup(o->config_path ? o->config_path : DEFAULT_CONFIG);
 	r = load_config(o, &d->config);
 	if (r < 0)
@@ -1087,7 +1174,8 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	state_dir = o->state_dir ? o->state_dir : d->config->state_dir;
 	r = o->dry_run ? 0 : make_state_dir(state_dir);
 	if (r < 0) {
-		log_error("cannot create state directory %s: %s", state_dir, strerror(-r));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error",
+			   "cannot create state directory %s: %s", state_dir, strerror(-r));
 		goto fail;
 	}
 	d->state_file = path_join(state_dir, STORE_FILE_NAME);
@@ -1112,13 +1200,15 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 		goto fail;
 	r = open_netlink(d);
 	if (r < 0) {
-		log_error("cannot open rtnetlink: %s", strerror(-r));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot open rtnetlink: %s",
+			   strerror(-r));
 		goto fail;
 	}
 	r = open_xfrm(d);
 	if (r < 0 && d->config->n_assocs > 0)
-		log_error("cannot open XFRM netlink (%s): IPsec associations cannot be installed",
-			  strerror(-r));
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error",
+			   "cannot open XFRM netlink (%s): IPsec associations cannot be installed",
+			   strerror(-r));
 	if (o->dry_run) {
 		*ret = d;
 		return 0;
@@ -1145,7 +1235,9 @@ void daemon_free(struct daemon *d)
 {
 	if (!d)
 		return;
+	event_set_sink(NULL, NULL);
 	server_free(d->server);
+	free(d->status_sent);
 	sd_event_source_unref(d->mon_source);
 	sd_event_source_unref(d->reconcile_timer);
 	sd_event_source_unref(d->retry_timer);
@@ -1201,6 +1293,7 @@ int daemon_run(struct daemon *d)
 	/* Timers are one-shot by default: this one re-arms itself. */
 	sd_event_source_set_enabled(d->counter_timer, SD_EVENT_ON);
 	d->clock_sync = 2; /* not read yet: the first reading is reported */
+	d->clock_reported = 2;
 	if (open_clock_watch(d) < 0)
 		return 1;
 
@@ -1212,10 +1305,19 @@ int daemon_run(struct daemon *d)
 	xfrm_resync(d);
 	xfrm_reconcile(d, true);
 	d->ready = true;
-	log_info("tokend %s ready: config %s, state %s, socket %s", TOKEND_VERSION, d->config_path,
-		 d->state_file, d->config->socket_path);
+	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "ready",
+		   "tokend %s ready: config %s, state %s, socket %s", TOKEND_VERSION,
+		   d->config_path, d->state_file, d->config->socket_path);
 	sd_notify(0, "READY=1");
 	update_status(d);
+	/* WatchdogSec= in the unit: the loop itself sends WATCHDOG=1, so a
+	 * wedged loop gets the daemon restarted. */
+	r = sd_event_set_watchdog(d->event, true);
+	if (r > 0)
+		log_debug("watchdog enabled: WATCHDOG=1 every half of WATCHDOG_USEC");
+	else if (r < 0)
+		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "watchdog",
+			   "cannot enable the watchdog: %s", strerror(-r));
 	r = sd_event_loop(d->event);
 	return r < 0 ? 1 : 0;
 }
@@ -1276,7 +1378,7 @@ static int state_write_failed(struct daemon *d, char *err, json_object **ret,
 	char msg[600];
 
 	snprintf(msg, sizeof(msg), "%s; nothing was changed", err ? err : "cannot write state");
-	log_error("%s", msg);
+	event_emit(LOG_ERR, EVENT_DAEMON, NULL, "state-write-failed", "%s", msg);
 	*ret_error = "io.tokend.StateWriteFailed";
 	*ret = daemon_error_params(msg, "file", json_object_new_string(d->state_file), "reason",
 				   json_object_new_string(err ? err : ""), NULL);
@@ -1353,8 +1455,9 @@ int daemon_set_token(struct daemon *d, const struct daemon_caller *c, const char
 		r = commit_state(d, &next, &err);
 		if (r < 0)
 			return state_write_failed(d, err, ret, ret_error);
-		log_info("%s: token %s set (uid %u, pid %d)", name_or_global(ifname), tok,
-			 (unsigned)c->uid, (int)c->pid);
+		event_emit(LOG_INFO, EVENT_TOKEN, name_or_global(ifname), "set",
+			   "%s: token %s set (uid %u, pid %d)", name_or_global(ifname), tok,
+			   (unsigned)c->uid, (int)c->pid);
 	}
 	reconcile(d, false);
 	*ret = json_object_new_object();
@@ -1391,8 +1494,9 @@ int daemon_delete_token(struct daemon *d, const struct daemon_caller *c, const c
 	r = remove_runtime(d, name, &err);
 	if (r < 0)
 		return state_write_failed(d, err, ret, ret_error);
-	log_info("%s: token deleted (uid %u, pid %d)", name_or_global(ifname), (unsigned)c->uid,
-		 (int)c->pid);
+	event_emit(LOG_INFO, EVENT_TOKEN, name_or_global(ifname), "deleted",
+		   "%s: token deleted (uid %u, pid %d)", name_or_global(ifname), (unsigned)c->uid,
+		   (int)c->pid);
 	reconcile(d, false);
 	*ret = json_object_new_object();
 	return 0;
@@ -1453,10 +1557,11 @@ int daemon_flush_tokens(struct daemon *d, const struct daemon_caller *c, const c
 			json_object_put(kept);
 			return state_write_failed(d, err, ret, ret_error);
 		}
-		log_info("%s: %zu runtime token%s flushed (uid %u, pid %d)",
-			 ifname ? ifname : "all", json_object_array_length(removed),
-			 json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
-			 (int)c->pid);
+		event_emit(LOG_INFO, EVENT_TOKEN, ifname, "flushed",
+			   "%s: %zu runtime token%s flushed (uid %u, pid %d)",
+			   ifname ? ifname : "all", json_object_array_length(removed),
+			   json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
+			   (int)c->pid);
 	} else {
 		store_state_free(&next);
 	}
@@ -1474,12 +1579,57 @@ int daemon_resume_token(struct daemon *d, const struct daemon_caller *c, const c
 	unsigned n = tokens_resume(d->tokens, ifname, names);
 
 	if (n > 0)
-		log_info("%u contested token%s resumed (uid %u, pid %d)", n, n == 1 ? "" : "s",
-			 (unsigned)c->uid, (int)c->pid);
+		event_emit(LOG_INFO, EVENT_TOKEN, NULL, "resumed",
+			   "%u contested token%s resumed (uid %u, pid %d)", n, n == 1 ? "" : "s",
+			   (unsigned)c->uid, (int)c->pid);
 	reconcile(d, false);
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "resumed", names);
 	return 0;
+}
+
+static json_object *rfc3339_json(int64_t realtime_usec)
+{
+	time_t secs = (time_t)(realtime_usec / 1000000);
+	struct tm tm;
+	char text[64];
+
+	gmtime_r(&secs, &tm);
+	strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(text + strlen(text), sizeof(text) - strlen(text), ".%03dZ",
+		 (int)(realtime_usec / 1000 % 1000));
+	return json_object_new_string(text);
+}
+
+static json_object *assoc_counts_json(const struct daemon *d)
+{
+	json_object *o = json_object_new_object();
+	struct assocs_counts c;
+
+	assocs_counts(d->assocs, &c);
+	json_object_object_add(o, "up", json_object_new_int((int)c.up));
+	json_object_object_add(o, "pending", json_object_new_int((int)c.pending));
+	json_object_object_add(o, "error", json_object_new_int((int)c.error));
+	json_object_object_add(o, "conflict", json_object_new_int((int)c.conflict));
+	json_object_object_add(o, "released", json_object_new_int((int)c.released));
+	return o;
+}
+
+static json_object *last_error_json(const struct daemon *d)
+{
+	json_object *o;
+
+	if (!d->last_error.realtime_usec)
+		return NULL;
+	o = json_object_new_object();
+	json_object_object_add(o, "time", rfc3339_json((int64_t)d->last_error.realtime_usec));
+	json_object_object_add(o, "message", json_object_new_string(d->last_error.message));
+	json_object_object_add(o, "kind",
+			       json_object_new_string(event_kind_name(d->last_error.kind)));
+	json_object_object_add(
+	    o, "object",
+	    d->last_error.object[0] ? json_object_new_string(d->last_error.object) : NULL);
+	return o;
 }
 
 int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_error)
@@ -1515,6 +1665,11 @@ int daemon_get_status(struct daemon *d, json_object **ret, const char **ret_erro
 	json_object_object_add(o, "reconciles", json_object_new_int64((int64_t)d->reconciles));
 	json_object_object_add(o, "associations",
 			       json_object_new_int((int)assocs_count(d->assocs)));
+	json_object_object_add(o, "association_counts", assoc_counts_json(d));
+	json_object_object_add(o, "last_reconcile",
+			       d->last_reconcile_ms ? rfc3339_json(d->last_reconcile_ms * 1000)
+						    : NULL);
+	json_object_object_add(o, "last_error", last_error_json(d));
 	/* Key rotation follows the wall clock: whether it is synchronised
 	 * (null: not known, adjtimex refused). */
 	d->clock_checked_usec = 0;
@@ -1584,7 +1739,8 @@ int daemon_rotate_assoc(struct daemon *d, const struct daemon_caller *c, const c
 					   json_object_new_string(why), NULL);
 		return r;
 	}
-	log_info("%s: rotation asked for (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, name, "rotate-asked",
+		   "%s: rotation asked for (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
 	xfrm_reconcile(d, false);
 	return daemon_list_assocs(d, name, ret, ret_error);
 }
@@ -1617,8 +1773,9 @@ int daemon_release_assoc(struct daemon *d, const struct daemon_caller *c, const 
 					   "file", json_object_new_string(d->state_file), NULL);
 		return r < 0 ? r : -EIO;
 	}
-	log_info("%s: released to another tool (uid %u, pid %d)", name, (unsigned)c->uid,
-		 (int)c->pid);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, name, "released",
+		   "%s: released to another tool (uid %u, pid %d)", name, (unsigned)c->uid,
+		   (int)c->pid);
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "released", out);
 	return 0;
@@ -1821,7 +1978,9 @@ int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_objec
 	r = change_runtime_assocs(d, NULL, &def, &err);
 	if (r < 0)
 		return state_write_failed(d, err, ret, ret_error);
-	log_info("%s: association added (uid %u, pid %d)", def.name, (unsigned)c->uid, (int)c->pid);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, def.name, "added",
+		   "%s: association added (uid %u, pid %d)", def.name, (unsigned)c->uid,
+		   (int)c->pid);
 	return daemon_list_assocs(d, def.name, ret, ret_error);
 }
 
@@ -1852,7 +2011,8 @@ int daemon_delete_assoc(struct daemon *d, const struct daemon_caller *c, const c
 	r = change_runtime_assocs(d, name, NULL, &err);
 	if (r < 0)
 		return state_write_failed(d, err, ret, ret_error);
-	log_info("%s: association deleted (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
+	event_emit(LOG_INFO, EVENT_ASSOCIATION, name, "deleted",
+		   "%s: association deleted (uid %u, pid %d)", name, (unsigned)c->uid, (int)c->pid);
 	*ret = json_object_new_object();
 	return 0;
 }
@@ -1887,10 +2047,11 @@ int daemon_flush_assocs(struct daemon *d, const struct daemon_caller *c, json_ob
 			json_object_put(kept);
 			return state_write_failed(d, err, ret, ret_error);
 		}
-		log_info("%zu runtime association%s flushed (uid %u, pid %d)",
-			 json_object_array_length(removed),
-			 json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
-			 (int)c->pid);
+		event_emit(LOG_INFO, EVENT_ASSOCIATION, NULL, "flushed",
+			   "%zu runtime association%s flushed (uid %u, pid %d)",
+			   json_object_array_length(removed),
+			   json_object_array_length(removed) == 1 ? "" : "s", (unsigned)c->uid,
+			   (int)c->pid);
 	}
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "removed", removed);

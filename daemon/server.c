@@ -11,9 +11,11 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
+#include "event.h"
 #include "log.h"
 #include "varlink.h"
 
@@ -28,8 +30,10 @@ struct client {
 	struct varlink_reader in;
 	char *out;
 	size_t out_len, out_off;
-	bool closing; /* close once the output is flushed */
-	bool oneway;  /* the call being handled gets no reply */
+	bool closing;	 /* close once the output is flushed */
+	bool oneway;	 /* the call being handled gets no reply */
+	bool more;	 /* the call being handled asked for several replies */
+	bool monitoring; /* gets every event until it hangs up */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -50,6 +54,7 @@ struct server {
 	bool have_admin_gid;
 	struct client *clients;
 	unsigned n_clients;
+	unsigned n_monitors;
 };
 
 static void client_free(struct client *c)
@@ -66,6 +71,8 @@ static void client_free(struct client *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_clients--;
+	if (c->monitoring)
+		s->n_monitors--;
 	sd_event_source_disable_unref(c->io);
 	sd_event_source_disable_unref(c->timer);
 	close(c->fd);
@@ -137,6 +144,56 @@ static int reply(struct client *c, json_object *params)
 
 	return client_queue(c, msg, len);
 }
+
+static json_object *event_json(const struct event *e)
+{
+	json_object *o = json_object_new_object();
+	time_t secs = (time_t)(e->realtime_usec / 1000000);
+	struct tm tm;
+	char when[64];
+
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%06uZ",
+		 (unsigned)(e->realtime_usec % 1000000));
+	json_object_object_add(o, "time", json_object_new_string(when));
+	json_object_object_add(o, "level", json_object_new_string(event_level_name(e->level)));
+	json_object_object_add(o, "kind", json_object_new_string(event_kind_name(e->kind)));
+	json_object_object_add(o, "object", e->object ? json_object_new_string(e->object) : NULL);
+	json_object_object_add(o, "event", json_object_new_string(e->name));
+	json_object_object_add(o, "message", json_object_new_string(e->message));
+	return o;
+}
+
+/* Varlink "more": every reply but the last says "continues"; a monitor's
+ * replies all do, it ends when the client hangs up. */
+static int reply_continues(struct client *c, json_object *params)
+{
+	size_t len = 0;
+	char *msg = varlink_reply_more_serialize(params, true, &len);
+
+	return client_queue(c, msg, len);
+}
+
+void server_broadcast_event(struct server *s, const struct event *e)
+{
+	struct client *c, *next;
+
+	if (!s || s->n_monitors == 0)
+		return;
+	for (c = s->clients; c; c = next) {
+		next = c->next;
+		if (!c->monitoring)
+			continue;
+		/* A watcher that stops reading is dropped, not waited for. */
+		if (reply_continues(c, event_json(e)) < 0 || client_flush(c) < 0) {
+			log_notice("monitor of uid %u pid %d dropped: it does not read its events",
+				   (unsigned)c->uid, (int)c->pid);
+			client_free(c);
+		}
+	}
+}
+
 
 static int reply_error(struct client *c, const char *error, json_object *params)
 {
@@ -275,6 +332,27 @@ static int permission_denied(struct client *c, const char *method)
 		json_object_new_string(s->opts.admin_group ? s->opts.admin_group : "root"), NULL));
 }
 
+static int start_monitor(struct client *c)
+{
+	json_object *o;
+
+	if (!c->more)
+		return reply_error(c, "org.varlink.service.ExpectedMore",
+				   daemon_error_params("Monitor streams events: call it with "
+						       "\"more\": true",
+						       NULL));
+	if (c->monitoring)
+		return 0;
+	c->monitoring = true;
+	c->server->n_monitors++;
+	log_debug("uid %u pid %d monitors events", (unsigned)c->uid, (int)c->pid);
+	/* The first reply says the stream is live: nothing after it is missed. */
+	o = json_object_new_object();
+	json_object_object_add(o, "event", json_object_new_string("monitoring"));
+	json_object_object_add(o, "version", json_object_new_string(TOKEND_VERSION));
+	return reply_continues(c, o);
+}
+
 static int dispatch_tokend(struct client *c, const char *name, json_object *params)
 {
 	static const struct {
@@ -302,6 +380,11 @@ static int dispatch_tokend(struct client *c, const char *name, json_object *para
 			return 0;
 		r = daemon_get_status(d, &out, &error);
 		return finish(c, r, out, error);
+	}
+	if (strcmp(name, "Monitor") == 0) {
+		if (check_params(c, params, spec_none) < 0)
+			return 0;
+		return start_monitor(c);
 	}
 	if (strcmp(name, "SetToken") == 0) {
 		if (check_params(c, params, spec_set) < 0)
@@ -405,8 +488,16 @@ static const char tokend_idl[] =
     "method GetStatus() -> (version: string, pid: int, uptime_usec: int,\n"
     "  config_files: []string, state_file: string, degraded: bool,\n"
     "  degraded_reason: ?string, counts: Counts, repairs: int, resyncs: int,\n"
-    "  reconciles: int, associations: int,\n"
+    "  reconciles: int, associations: int, association_counts: object,\n"
+    "  last_reconcile: ?string, last_error: ?LastError,\n"
     "  clock_synchronized: ?bool)\n\n"
+    "type LastError (time: string, message: string, kind: string, object: ?string)\n\n"
+    "type Event (time: string, level: string, kind: string, object: ?string,\n"
+    "  event: string, message: string)\n\n"
+    "# Call with \"more\": the first reply is (event: \"monitoring\"), then one per\n"
+    "# event, until the client hangs up.\n"
+    "method Monitor() -> (event: string, version: ?string, time: ?string,\n"
+    "  level: ?string, kind: ?string, object: ?string, message: ?string)\n\n"
     "error InvalidMessage (message: string, reason: string)\n"
     "error TooManyClients (message: string, limit: int)\n"
     "error PermissionDenied (message: string, uid: int, required: string)\n"
@@ -497,6 +588,17 @@ static int client_handle(struct client *c, const char *text)
 	}
 	/* A oneway call gets no reply, errors included. */
 	c->oneway = call.oneway;
+	c->more = call.more;
+	/* A monitor's connection carries its events and nothing else. */
+	if (c->monitoring) {
+		r = reply_error(c, "io.tokend.InvalidMessage",
+				daemon_error_params("this connection is monitoring: open another "
+						    "one for calls",
+						    "reason", json_object_new_string("monitoring"),
+						    NULL));
+		c->closing = true;
+		goto done;
+	}
 	if (strcmp(iface, TOKEND_INTERFACE) == 0)
 		r = dispatch_tokend(c, name, call.parameters);
 	else if (strcmp(iface, VARLINK_SERVICE_INTERFACE) == 0)
@@ -513,6 +615,7 @@ static int client_handle(struct client *c, const char *text)
 						    json_object_new_string(call.method), NULL));
 done:
 	c->oneway = false;
+	c->more = false;
 	varlink_call_done(&call);
 	return r;
 }

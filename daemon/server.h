@@ -8,6 +8,7 @@
  * for access control, and the method table. */
 
 struct daemon;
+struct event;
 struct server;
 
 struct server_options {
@@ -24,3 +25,6 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	       struct server **ret);
 void server_free(struct server *s);
 unsigned server_client_count(const struct server *s);
+
+/* Send an event to every client that called Monitor. */
+void server_broadcast_event(struct server *s, const struct event *e);

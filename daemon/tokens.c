@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "event.h"
 #include "log.h"
 
 #define CONTEST_MAX 64
@@ -327,6 +328,16 @@ static void mark_all_dirty(struct tokens *t)
 
 static void binding_set_state(struct binding *b, enum token_state s, const char *reason)
 {
+	/* Applied, blocked and contested have lines of their own. */
+	if (s != b->state && b->state != TS_NONE && (s == TS_ABSENT || s == TS_UNSUPPORTED))
+		event_emit(LOG_INFO, EVENT_TOKEN, b->name, state_names[s], "%s: token %s%s%s",
+			   b->name, state_names[s],
+			   s == TS_ABSENT ? ": the interface is gone; it is set again when "
+					    "the interface returns"
+					  : ": ",
+			   s == TS_ABSENT ? ""
+			   : reason	  ? reason
+					  : "");
 	b->state = s;
 	snprintf(b->reason, sizeof(b->reason), "%s", reason ? reason : "");
 }
@@ -447,7 +458,8 @@ unsigned tokens_resume(struct tokens *t, const char *ifname, json_object *names)
 		t->any_dirty = true;
 		if (names)
 			json_object_array_add(names, json_object_new_string(b->name));
-		log_info("%s: resumed repairing the token", b->name);
+		event_emit(LOG_INFO, EVENT_TOKEN, b->name, "resumed",
+			   "%s: resumed repairing the token", b->name);
 		n++;
 	}
 	return n;
@@ -493,12 +505,14 @@ static void note_drift(struct tokens *t, struct binding *b, const struct link *l
 			 token_or_none(have, &l->token), b->name);
 		b->contested = true;
 		binding_set_state(b, TS_CONTESTED, why);
-		log_warning("%s: token %s is contested: %s", b->name, want, why);
+		event_emit(LOG_WARNING, EVENT_TOKEN, b->name, "contested",
+			   "%s: token %s is contested: %s", b->name, want, why);
 		return;
 	}
 	t->repairs++;
-	log_info("%s: token changed behind tokend's back (kernel has %s), restoring %s", b->name,
-		 token_or_none(have, &l->token), want);
+	event_emit(LOG_INFO, EVENT_TOKEN, b->name, "repairing",
+		   "%s: token changed behind tokend's back (kernel has %s), restoring %s", b->name,
+		   token_or_none(have, &l->token), want);
 }
 
 static void link_rename(struct tokens *t, struct link *l, const char *name)
@@ -893,8 +907,9 @@ static void action_failed(struct tokens *t, struct binding *b, struct link *l,
 	schedule_retry(t, b, now);
 	if (b->state != s || strcmp(b->reason, why) != 0) {
 		binding_set_state(b, s, why);
-		log_warning("%s: kernel refused to %s token %s: %s; retrying in %gs", b->name,
-			    removal ? "clear" : "set", tok, why, (double)b->backoff / 1e6);
+		event_emit(LOG_WARNING, EVENT_TOKEN, b->name, "refused",
+			   "%s: kernel refused to %s token %s: %s; retrying in %gs", b->name,
+			   removal ? "clear" : "set", tok, why, (double)b->backoff / 1e6);
 	} else {
 		log_ratelimited(&b->rl, LOG_DEBUG, "%s: still refused (%s), next try in %gs",
 				b->name, why, (double)b->backoff / 1e6);
@@ -921,8 +936,9 @@ void tokens_action_done(struct tokens *t, const struct tokens_action *a, const s
 	b->backoff = 0;
 	if (addr_token_is_zero(&a->token)) {
 		if (l)
-			log_info("%s: token %s cleared", b->name,
-				 addr_format(&l->token, tok, sizeof(tok)));
+			event_emit(LOG_INFO, EVENT_TOKEN, b->name, "cleared",
+				   "%s: token %s cleared", b->name,
+				   addr_format(&l->token, tok, sizeof(tok)));
 		if (l)
 			l->token = a->token;
 		binding_set_state(b, TS_NONE, NULL);
@@ -934,7 +950,8 @@ void tokens_action_done(struct tokens *t, const struct tokens_action *a, const s
 		l->token = a->token;
 		l->has_inet6 = true;
 	}
-	log_info("%s: token %s applied", b->name, addr_format(&a->token, tok, sizeof(tok)));
+	event_emit(LOG_INFO, EVENT_TOKEN, b->name, "applied", "%s: token %s applied", b->name,
+		   addr_format(&a->token, tok, sizeof(tok)));
 	binding_set_state(b, TS_APPLIED, NULL);
 	b->reached_ifindex = a->ifindex;
 }

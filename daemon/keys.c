@@ -316,6 +316,7 @@ static int keys_read_all(int fd, char *buf, size_t size, size_t *ret_len)
 int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_error)
 {
 	struct stat st;
+	bool in_creds;
 	void *buf = NULL;
 	size_t len = 0;
 	int fd, r;
@@ -362,20 +363,26 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 			       S_ISDIR(st.st_mode) ? ": a directory" : "");
 		goto out;
 	}
-	if (st.st_uid != geteuid()) {
+	/* systemd writes a credential as root, mode 0400, and grants the
+	 * service's user read access with an ACL entry, whose mask stat shows
+	 * in the group bits (0440); where the file system has no ACLs it
+	 * chowns the file to the user instead. Only the service's user may
+	 * enter that directory. So there, root as owner and a group read bit
+	 * are systemd's doing; write bits and anything for others are not. */
+	in_creds = keys_in_credentials_dir(fd, path);
+	if (st.st_uid != geteuid() && !(in_creds && st.st_uid == 0)) {
 		r = -EPERM;
 		keys_set_error(ret_error, "%s: owned by uid %u, not by uid %u that tokend runs as",
 			       path, (unsigned)st.st_uid, (unsigned)geteuid());
 		goto out;
 	}
-	/* systemd sets the modes in its credentials directory itself and only
-	 * the service's user may enter it, so a group bit there is not an
-	 * operator's mistake to refuse. */
-	if ((st.st_mode & 077) != 0 && !keys_in_credentials_dir(fd, path)) {
+	if ((st.st_mode & (in_creds ? 027 : 077)) != 0) {
 		r = -EPERM;
 		keys_set_error(ret_error,
-			       "%s: permissions %04o are too open: the file must not be "
-			       "accessible by group or others (chmod 600 it)",
+			       in_creds ? "%s: permissions %04o are too open: a credential must "
+					  "not be writable by group or accessible by others"
+					: "%s: permissions %04o are too open: the file must not be "
+					  "accessible by group or others (chmod 600 it)",
 			       path, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}

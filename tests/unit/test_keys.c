@@ -931,8 +931,8 @@ START_TEST(test_load_args)
 }
 END_TEST
 
-/* systemd sets the modes in $CREDENTIALS_DIRECTORY: 0440 is fine there, and
- * only there. */
+/* systemd sets the modes in $CREDENTIALS_DIRECTORY: 0440 (an ACL's mask)
+ * is fine there, and only there; other bits and write bits are not. */
 START_TEST(test_load_credentials)
 {
 	struct keys_secret *want = secret_hex(HEX32), *s;
@@ -953,7 +953,12 @@ START_TEST(test_load_credentials)
 	s = load_ok(tpath("creds/tokend.key"));
 	fingerprint_eq(s, want);
 	keys_secret_free(s);
-	s = load_ok(tpath("creds/open.key"));
+	/* Readable by others, or writable by the group: not systemd's modes. */
+	load_fails(tpath("creds/open.key"), -EPERM, "permissions 0644", HEX32);
+	write_text(tpath("creds/gw.key"), HEX32, 0460);
+	load_fails(tpath("creds/gw.key"), -EPERM, "writable by group", HEX32);
+	write_text(tpath("creds/plain.key"), HEX32, 0400);
+	s = load_ok(tpath("creds/plain.key"));
 	keys_secret_free(s);
 	/* Found by another spelling of the same path. */
 	s = load_ok(tpath("creds/../creds/./tokend.key"));

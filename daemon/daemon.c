@@ -1307,7 +1307,7 @@ int daemon_run(struct daemon *d)
 	d->ready = true;
 	event_emit(LOG_INFO, EVENT_DAEMON, NULL, "ready",
 		   "tokend %s ready: config %s, state %s, socket %s", TOKEND_VERSION,
-		   d->config_path, d->state_file, d->config->socket_path);
+		   d->config_path, d->state_file, server_path(d->server));
 	sd_notify(0, "READY=1");
 	update_status(d);
 	/* WatchdogSec= in the unit: the loop itself sends WATCHDOG=1, so a

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,7 +194,6 @@ void server_broadcast_event(struct server *s, const struct event *e)
 		}
 	}
 }
-
 
 static int reply_error(struct client *c, const char *error, json_object *params)
 {
@@ -880,6 +880,22 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 			goto fail;
 		}
 		fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+		/* Its own name, for the log: the config's path is not used. */
+		{
+			struct sockaddr_un sa;
+			socklen_t len = sizeof(sa);
+
+			if (getsockname(s->fd, (struct sockaddr *)&sa, &len) == 0 &&
+			    len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0]) {
+				char *name = strndup(sa.sun_path,
+						     len - offsetof(struct sockaddr_un, sun_path));
+				if (name) {
+					free(s->path);
+					s->path = name;
+				}
+			}
+		}
+		log_info("listening on %s, the socket systemd passed", s->path);
 	} else {
 		make_parent_dir(s->path);
 		r = check_not_running(s->path);
@@ -916,6 +932,11 @@ void server_free(struct server *s)
 		unlink(s->path);
 	free(s->path);
 	free(s);
+}
+
+const char *server_path(const struct server *s)
+{
+	return s->path;
 }
 
 unsigned server_client_count(const struct server *s)

@@ -25,6 +25,8 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	       struct server **ret);
 void server_free(struct server *s);
 unsigned server_client_count(const struct server *s);
+/* Where clients connect: the socket systemd passed, or our own file. */
+const char *server_path(const struct server *s);
 
 /* Send an event to every client that called Monitor. */
 void server_broadcast_event(struct server *s, const struct event *e);

@@ -9,6 +9,7 @@ PACKAGES=(
     iproute2 python3 util-linux procps
     radvd strace valgrind
     user-mode-linux kmod iputils-ping mount
+    systemd man-db groff-base acl bash-completion
 )
 
 missing=()

@@ -175,13 +175,14 @@ static const struct sa_key sa_keys[SA_KEYS] = {
     [SA_LOCAL_SELECTOR] = {"local-selector", "local_selector", KIND_PREFIX, 0, 0, NULL, NULL},
     [SA_REMOTE_SELECTOR] = {"remote-selector", "remote_selector", KIND_PREFIX, 0, 0, NULL, NULL},
     [SA_PROTOCOL] = {"protocol", "protocol", KIND_PROTOCOL, 1, 255, sa_protocols,
-		     "tcp, udp, sctp, icmp, ipv6-icmp or a number from 1 to 255"},
+		     "tcp, udp, sctp, icmp, ipv6-icmp, icmpv6 or a number from 1 to 255"},
     [SA_LOCAL_PORT] = {"local-port", "local_port", KIND_UINT, 1, 65535, NULL, NULL},
     [SA_REMOTE_PORT] = {"remote-port", "remote_port", KIND_UINT, 1, 65535, NULL, NULL},
     [SA_DEV] = {"dev", "dev", KIND_IFNAME, 0, 0, NULL, NULL},
     [SA_REPLAY_WINDOW] = {"replay-window", "replay_window", KIND_UINT, 1, 32, NULL, NULL},
     [SA_LOOKAHEAD] = {"lookahead", "lookahead", KIND_UINT, 1, 16, NULL, NULL},
-    [SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 0, 315360000, NULL, NULL},
+    [SA_LIFETIME] = {"lifetime", "lifetime", KIND_UINT, 0, 315360000, NULL,
+		     NULL}, /* 1: the daemon says why not */
     [SA_LIFETIME_BYTES] = {"lifetime-bytes", "lifetime_bytes", KIND_UINT, 0, INT64_MAX, NULL, NULL},
     [SA_LIFETIME_PACKETS] = {"lifetime-packets", "lifetime_packets", KIND_UINT, 1, 4294967295ULL,
 			     NULL, NULL},
@@ -286,14 +287,15 @@ static void print_usage_sa(void)
 	      "                         aes-cbc-hmac-sha256\n"
 	      "  local-selector PREFIX  traffic selectors, ADDRESS[/LENGTH] of the\n"
 	      "  remote-selector PREFIX   addresses' family (default: the addresses)\n"
-	      "  protocol P             tcp, udp, sctp, icmp, ipv6-icmp or 1-255\n"
+	      "  protocol P             tcp, udp, sctp, icmp, ipv6-icmp (or icmpv6)\n"
+	      "                         or 1-255\n"
 	      "  local-port N           1-65535 (with tcp, udp or sctp)\n"
 	      "  remote-port N          1-65535 (with tcp, udp or sctp)\n"
-	      "  dev IFACE              policies for this interface only\n"
+	      "  dev IFACE              policies for this interface only (also device)\n"
 	      "  replay-window N        1-32 packets (default 32)\n"
 	      "  lookahead N            1-16 inbound generations kept ahead (default 2)\n"
 	      "  lifetime SECONDS       rotation period: new keys every SECONDS (2 or more;\n"
-	      "                         0 or none: no rotation by the clock)\n"
+	      "                         0: no rotation by the clock)\n"
 	      "  epoch UNIXTIME         when generation 0 began (default 0), the same on\n"
 	      "                         both peers\n"
 	      "  overlap-ms N           old inbound keys stay N ms after a rotation\n"
@@ -504,7 +506,8 @@ static int take_arg(int argc, char **argv, int *i, struct request *req)
 		return 0;
 	}
 	if (args & ARG_SA_DEF) {
-		k = find_sa_key(a);
+		/* As everywhere else, "device" is "dev". */
+		k = find_sa_key(streq(a, "device") ? "dev" : a);
 		if (k < 0)
 			return usage_error("unknown keyword \"%s\" for %s", a, req->verb->name);
 		return take_sa_key(argc, argv, i, k, req);

@@ -280,6 +280,9 @@ ctl add sa min number 10 local 198.51.100.1 remote 198.51.100.2 secret /etc/toke
 check "add sa, required keywords only: exit 0" [ "$RC" -eq 0 ]
 check "add sa, required keywords only: only those are sent" sent io.tokend.AddAssociation \
     '{"name": "min", "number": 10, "local": "198.51.100.1", "remote": "198.51.100.2", "secret_file": "/etc/tokend/keys/min.key"}'
+ctl add sa dv number 15 local 10.0.0.1 remote 10.0.0.5 secret /etc/k device eth1
+check "add sa: device is dev, as for tokens" sent io.tokend.AddAssociation \
+    '{"name": "dv", "number": 15, "local": "10.0.0.1", "remote": "10.0.0.5", "secret_file": "/etc/k", "dev": "eth1"}'
 ctl add sa kw secret /etc/k remote 198.51.100.2 number 11 local 198.51.100.1
 check "add sa: keywords in any order" sent io.tokend.AddAssociation \
     '{"name": "kw", "number": 11, "local": "198.51.100.1", "remote": "198.51.100.2", "secret_file": "/etc/k"}'
@@ -467,7 +470,7 @@ usage_error "relative secret that does not exist" 'cannot find secret file "no-s
 usage_error "keyword without a value" '"lookahead" needs a value' add sa x "${GOOD[@]}" lookahead
 usage_error "keyword twice" '"number" given twice' add sa x "${GOOD[@]}" number 8
 usage_error "unknown keyword" 'unknown keyword "spi" for add sa' add sa x "${GOOD[@]}" spi 5
-usage_error "add sa with a token keyword" 'unknown keyword "device"' add sa x "${GOOD[@]}" device eth0
+usage_error "add sa with an unknown keyword" 'unknown keyword "token"' add sa x "${GOOD[@]}" token ::1
 usage_error "rotate without a name" 'rotate needs an association NAME' rotate
 usage_error "rotate sa without a name" 'rotate sa needs an association NAME' rotate sa
 usage_error "rotate with two names" 'unexpected argument "b" for rotate' rotate a b

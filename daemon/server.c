@@ -51,6 +51,7 @@ struct server {
 	bool own_path; /* we created the socket file: remove it on exit */
 	int fd;
 	sd_event_source *listen_source;
+	char *socket_group, *admin_group; /* owned; opts points at them */
 	gid_t admin_gid;
 	bool have_admin_gid;
 	struct client *clients;
@@ -855,10 +856,15 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	s->event = event;
 	s->opts = *o;
 	s->fd = -1;
+	/* Our own copies: a reload frees the config these came from. */
+	s->opts.path = NULL;
 	s->path = strdup(o->path);
-	if (!s->path) {
-		free(s);
-		return -ENOMEM;
+	s->opts.socket_group = s->socket_group = o->socket_group ? strdup(o->socket_group) : NULL;
+	s->opts.admin_group = s->admin_group = o->admin_group ? strdup(o->admin_group) : NULL;
+	if (!s->path || (o->socket_group && !s->socket_group) ||
+	    (o->admin_group && !s->admin_group)) {
+		r = -ENOMEM;
+		goto fail;
 	}
 	s->have_admin_gid = lookup_group(o->admin_group, &s->admin_gid) == 0;
 	if (!s->have_admin_gid)
@@ -931,6 +937,8 @@ void server_free(struct server *s)
 	if (s->own_path)
 		unlink(s->path);
 	free(s->path);
+	free(s->socket_group);
+	free(s->admin_group);
 	free(s);
 }
 

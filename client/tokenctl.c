@@ -274,7 +274,8 @@ static void print_usage_sa(void)
 	      "  release sa NAME        stop managing NAME; its SAs and policies stay in the\n"
 	      "                         kernel, for another tool to take over\n"
 	      "\n"
-	      "add sa keywords, as in a config file's [sa NAME] section:\n"
+	      "add sa keywords (a config file's [sa NAME] keys; here lifetime is in\n"
+	      "seconds and the overlap is overlap-ms, in milliseconds):\n"
 	      "  number N               1-65535, the same on both peers (required)\n"
 	      "  local ADDR             this host's address (required)\n"
 	      "  remote ADDR            the peer's address, of the same family (required)\n"
@@ -851,12 +852,25 @@ static int table_add(struct table *t, char **cells)
 	return 0;
 }
 
-/* Takes the note, a line to print under the last row. */
+/* Takes the note, a line to print under the last row (after the notes it
+ * already has). */
 static int table_note(struct table *t, char *note)
 {
+	char **slot = &t->rows[t->n - 1][TABLE_MAX_COLS], *both;
+
 	if (!note)
 		return -ENOMEM;
-	t->rows[t->n - 1][TABLE_MAX_COLS] = note;
+	if (!*slot) {
+		*slot = note;
+		return 0;
+	}
+	if (asprintf(&both, "%s\n%s", *slot, note) < 0) {
+		free(note);
+		return -ENOMEM;
+	}
+	free(*slot);
+	free(note);
+	*slot = both;
 	return 0;
 }
 

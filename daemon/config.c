@@ -407,8 +407,10 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 	struct text_quoted q;
 
 	if (strcmp(name, "socket") == 0) {
+		/* tokend binds "PATH.PID.tmp" first and renames it into place:
+		 * that name must fit in sun_path too (server.c). */
 		set_path(ctx, name, &c->socket_path, value,
-			 sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+			 sizeof(((struct sockaddr_un *)NULL)->sun_path) - 17);
 	} else if (strcmp(name, "state-dir") == 0) {
 		set_path(ctx, name, &c->state_dir, value, 0);
 	} else if (strcmp(name, "socket-group") == 0 || strcmp(name, "admin-group") == 0) {

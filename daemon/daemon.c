@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/rtnetlink.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,7 +31,7 @@
 #include "xfrm.h"
 
 /* Where the documentation says, whatever the install prefix. */
-#define DEFAULT_CONFIG "/etc/tokend/tokend.conf"
+#define DEFAULT_CONFIG TOKEND_SYSCONFDIR "/tokend/tokend.conf"
 
 struct daemon {
 	sd_event *event;
@@ -76,6 +77,15 @@ struct daemon {
 static int xfrm_resync(struct daemon *d);
 static void xfrm_reconcile(struct daemon *d, bool all);
 static void arm_rotation_timer(struct daemon *d);
+
+/* After an overrun the receive buffer doubles, up to what an int holds
+ * (netlink-buffer may be 1 GiB). */
+static int doubled_buffer(unsigned bytes)
+{
+	uint64_t v = 2 * (uint64_t)bytes;
+
+	return v > INT_MAX ? INT_MAX : (int)v;
+}
 
 static uint64_t now_usec(void)
 {
@@ -473,7 +483,7 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *data)
 		 * everything again with a bigger buffer. */
 		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync",
 			   "netlink monitor overrun (ENOBUFS): re-reading all links");
-		nl_set_rcvbuf(d->mon, (int)(2 * (uint64_t)d->config->netlink_buffer));
+		nl_set_rcvbuf(d->mon, doubled_buffer(d->config->netlink_buffer));
 		nl_monitor_read(d->mon, on_rtnl_message, d);
 		resync(d);
 		reconcile(d, true);
@@ -788,7 +798,7 @@ static int on_xfrm_monitor(sd_event_source *s, int fd, uint32_t revents, void *d
 		/* Case S3: keep the socket, ask for a larger buffer, re-read. */
 		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "resync",
 			   "XFRM monitor overrun (ENOBUFS): re-reading all SAs and policies");
-		nl_set_rcvbuf(d->xmon, (int)(2 * (uint64_t)d->config->netlink_buffer));
+		nl_set_rcvbuf(d->xmon, doubled_buffer(d->config->netlink_buffer));
 		nl_monitor_read(d->xmon, on_xfrm_message, d);
 		d->xfrm_resync_wanted = true;
 	} else if (r < 0) {
@@ -1040,6 +1050,36 @@ static int load_assocs(struct daemon *d)
 
 /* --- signals and reload ------------------------------------------------ */
 
+static bool str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Settings read once at start: a reload that changes them says so, so
+ * nobody believes they took effect. */
+static void note_start_only(const struct daemon *d, const struct config *old,
+			    const struct config *c)
+{
+	const struct {
+		const char *key;
+		bool changed;
+	} v[] = {
+	    {"socket", !d->opts.socket_path && str_differs(old->socket_path, c->socket_path)},
+	    {"state-dir", !d->opts.state_dir && str_differs(old->state_dir, c->state_dir)},
+	    {"socket-group", str_differs(old->socket_group, c->socket_group)},
+	    {"admin-group", str_differs(old->admin_group, c->admin_group)},
+	    {"max-clients", old->max_clients != c->max_clients},
+	    {"client-timeout", old->client_timeout_usec != c->client_timeout_usec},
+	};
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		if (v[i].changed)
+			event_emit(LOG_NOTICE, EVENT_DAEMON, NULL, "restart-needed",
+				   "%s changed in the config: it takes effect when tokend "
+				   "restarts; the old value stays until then",
+				   v[i].key);
+}
+
 static int reload(struct daemon *d)
 {
 	struct config *c = NULL, *old = d->config;
@@ -1066,6 +1106,11 @@ static int reload(struct daemon *d)
 		sd_notify(0, "READY=1");
 		update_status(d);
 		return 0;
+	}
+	note_start_only(d, old, c);
+	if (d->opts.socket_path) {
+		free(c->socket_path);
+		c->socket_path = strdup(d->opts.socket_path);
 	}
 	d->config = c;
 	tokens_set_config(d->tokens, c);

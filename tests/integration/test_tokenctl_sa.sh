@@ -147,6 +147,9 @@ DB='{"name": "db-v6", "number": 7, "local": "2001:db8::1", "remote": "2001:db8::
   "file": null, "secret_file": "/etc/tokend/keys/db.key", "state": "error",
   "reason": "cannot read /etc/tokend/keys/db.key: Permission denied", "lookahead": 2,
   "reqid": 1953169415, "moves": 0,
+  "rotation": {"lifetime": 3600, "period": 3600, "epoch": 0, "phase_ms": 1, "overlap_ms": 900000,
+               "clock_generation": 5, "next_rotation": "2026-12-04T23:00:00Z", "next_rotation_in_ms": 1000,
+               "secret_file": null, "rotations": 0, "last": null, "peer_in_step": true},
   "outbound": {"generation": 1, "spi": 16779009, "installed": false, "bytes": 0, "packets": 0},
   "inbound": [], "policies": {"out": true, "in": true, "fwd": true}}'
 
@@ -169,6 +172,8 @@ check "show sa: db-v6's row, outbound not installed, no window" \
     has '^db-v6 +7 +2001:db8::1 -> 2001:db8::2 +tunnel +aes-gcm-256 +error +gen 1 spi 0x01000701 not installed +-$' "$OUT"
 check "show sa: the reason on the line under its row" \
     [ "$(grep -A1 '^db-v6 ' <<<"$OUT" | tail -n 1)" = "  reason: cannot read /etc/tokend/keys/db.key: Permission denied" ]
+check "show sa: the rotation line after the reason line, both kept" \
+    bash -c 'grep -A2 "^db-v6 " <<<"$1" | tail -n 1 | grep -q "^  rotation: "' _ "$OUT"
 check "show sa: no reason line for web (reason null)" \
     bash -c '! grep -A1 "^web " <<<"$1" | tail -n 1 | grep -q reason' _ "$OUT"
 check "show sa: no key material, no secret path" hasnt '0011223344|secret|web\.key' "$OUT"

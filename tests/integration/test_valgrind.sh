@@ -51,6 +51,7 @@ DPID=$(pgrep -f -- "--state-dir $TK_STATE" | head -n1)
 kill -HUP "$DPID"
 tk_eventually 20 "reloaded" tk_log_has "config reloaded" "$mark"
 out=$(refuse)
+tk_check "the reload says admin-group takes effect at restart" tk_log_has "admin-group changed in the config: it takes effect when tokend restarts"
 tk_check "refused after reload, the group as tokend started with (start-only setting)" \
     grep -q "\"required\": \"tokend-admin-before\"" <<<"$out"
 tk_ctl status >/dev/null

@@ -92,12 +92,29 @@ struct orphan {
 	bool seen;
 };
 
+/* Orphans removed lately. One that keeps coming back is someone else's
+ * (a second tokend in this namespace with the same reqid-base, say): after
+ * ORPHAN_RETURNS removals within ORPHAN_WINDOW_USEC tokend leaves it alone
+ * for ORPHAN_QUIET_USEC instead of fighting over it. */
+#define ORPHAN_HIST_MAX	   64
+#define ORPHAN_RETURNS	   3
+#define ORPHAN_WINDOW_USEC (30 * 1000000ULL)
+#define ORPHAN_QUIET_USEC  (600 * 1000000ULL)
+
+struct orphan_hist {
+	struct orphan id; /* identity only: SPI, family, destination, reqid; or policy */
+	uint64_t first_usec, quiet_until;
+	unsigned removals;
+};
+
 struct assocs {
 	struct assocs_settings set;
 	struct assoc **v;
 	size_t n;
 	struct orphan *orphans;
 	size_t n_orphans;
+	struct orphan_hist ohist[ORPHAN_HIST_MAX];
+	size_t n_ohist;
 	uint32_t *released; /* association numbers handed over to another tool */
 	size_t n_released;
 	/* Generations of associations that are gone (deleted, redefined,
@@ -2544,12 +2561,93 @@ static void plan_one(struct plan *p, struct assocs *m, struct assoc *a, uint64_t
 	update_state(a);
 }
 
-static void plan_orphans(struct plan *p, struct assocs *m)
+static bool orphan_same(const struct orphan *a, const struct orphan *b)
+{
+	if (a->is_policy != b->is_policy)
+		return false;
+	return a->is_policy ? orphan_policy_matches(a, &b->policy) : orphan_sa_matches(a, &b->sa);
+}
+
+static struct orphan_hist *ohist_find(struct assocs *m, const struct orphan *o, uint64_t now)
+{
+	for (size_t i = 0; i < m->n_ohist; i++) {
+		struct orphan_hist *h = &m->ohist[i];
+
+		if (!orphan_same(&h->id, o))
+			continue;
+		/* Quiet time or counting window over: count afresh. */
+		if (h->quiet_until ? now >= h->quiet_until
+				   : now - h->first_usec > ORPHAN_WINDOW_USEC) {
+			h->first_usec = now;
+			h->removals = 0;
+			h->quiet_until = 0;
+		}
+		return h;
+	}
+	return NULL;
+}
+
+static void ohist_note_removal(struct assocs *m, const struct assoc_action *act, uint64_t now)
+{
+	struct orphan id = {.is_policy = act->op == ASSOC_OP_DEL_POLICY};
+	struct orphan_hist *h;
+
+	if (id.is_policy) {
+		id.policy = act->policy;
+	} else {
+		id.sa.family = act->sa.family;
+		id.sa.dst = act->sa.dst;
+		id.sa.spi = act->sa.spi;
+		id.sa.reqid = act->sa.reqid;
+	}
+	h = ohist_find(m, &id, now);
+	if (!h) {
+		size_t k = 0;
+
+		if (m->n_ohist < ORPHAN_HIST_MAX) {
+			k = m->n_ohist++;
+		} else {
+			for (size_t i = 1; i < m->n_ohist; i++)
+				if (m->ohist[i].first_usec < m->ohist[k].first_usec)
+					k = i;
+		}
+		h = &m->ohist[k];
+		*h = (struct orphan_hist){.id = id, .first_usec = now};
+	}
+	h->removals++;
+}
+
+/* Removed this often lately and back each time: left alone, said once. */
+static bool orphan_contested(struct assocs *m, const struct orphan *o, uint64_t now)
+{
+	struct orphan_hist *h = ohist_find(m, o, now);
+	uint32_t reqid = o->is_policy ? o->policy.tmpl.reqid : o->sa.reqid, number = 0;
+
+	if (!h || h->removals < ORPHAN_RETURNS)
+		return false;
+	if (!h->quiet_until) {
+		h->quiet_until = now + ORPHAN_QUIET_USEC;
+		reqid_ours(m, reqid, &number);
+		event_emit(
+		    LOG_WARNING, EVENT_ASSOCIATION, NULL, "orphan-contested",
+		    "an %s with reqid %u (number %u, in tokend's range but in no association "
+		    "of its own) came back after each of %u removals: another manager "
+		    "installs it, perhaps a second tokend in this network namespace; tokend "
+		    "leaves it alone for %llu minutes. Give each tokend its own reqid-base",
+		    o->is_policy ? "IPsec policy" : "SA", reqid, number, h->removals,
+		    ORPHAN_QUIET_USEC / 60000000ULL);
+	}
+	return now < h->quiet_until;
+}
+
+static void plan_orphans(struct plan *p, struct assocs *m, uint64_t now)
 {
 	if (m->degraded)
 		return; /* tokend does not know its full set: remove nothing */
 	for (size_t i = 0; i < m->n_orphans; i++) {
 		struct orphan *o = &m->orphans[i];
+		if (orphan_contested(m, o, now))
+			continue;
 		if (o->is_policy)
 			plan_policy(p, "", ASSOC_OP_DEL_POLICY, &o->policy);
 		else
@@ -2566,7 +2664,7 @@ int assocs_plan(struct assocs *m, uint64_t now, bool all, struct assoc_action **
 		return 0;
 	/* Orphans first: a redefined association's old SAs hold SPIs its new
 	 * ones take. */
-	plan_orphans(&p, m);
+	plan_orphans(&p, m, now);
 	for (size_t i = 0; i < m->n; i++) {
 		struct assoc *a = m->v[i];
 		if (released(m, a->def.number)) {
@@ -2677,6 +2775,9 @@ void assocs_action_done(struct assocs *m, const struct assoc_action *act, const 
 	if (a && (act->op == ASSOC_OP_ADD_SA || act->op == ASSOC_OP_UPDATE_SA) && a->inflight > 0)
 		a->inflight--;
 	if (!a) {
+		if ((act->op == ASSOC_OP_DEL_SA || act->op == ASSOC_OP_DEL_POLICY) &&
+		    ack->error == 0)
+			ohist_note_removal(m, act, now);
 		if (act->op == ASSOC_OP_DEL_SA)
 			orphan_sa_forget(m, &act->sa);
 		else if (act->op == ASSOC_OP_DEL_POLICY)

@@ -399,6 +399,82 @@ START_TEST(test_orphans_removed_foreign_untouched_released_kept)
 }
 END_TEST
 
+/* An orphan that comes back after every removal is someone else's (a second
+ * tokend with the same reqid-base): after three removals within the window
+ * tokend leaves it alone, and tries once more when the quiet time is over. */
+START_TEST(test_orphan_that_keeps_coming_back_is_left_alone)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	struct xfrm_sa orphan = {
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+	uint64_t t = 1000000;
+	int n;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	n = plan(t, true, &v);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	for (int round = 0; round < 3; round++) {
+		assocs_sa_seen(m, &orphan, t); /* someone puts it back */
+		n = plan(t, false, &v);
+		ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
+		for (int i = 0; i < n; i++) {
+			struct nl_ack ack = {0};
+
+			assocs_action_done(m, &v[i], &ack, t);
+			if (v[i].op == ASSOC_OP_DEL_SA)
+				assocs_sa_gone(m, &v[i].sa, t);
+		}
+		assoc_actions_free(v, (size_t)n);
+		t += 2000000;
+	}
+	assocs_sa_seen(m, &orphan, t);
+	n = plan(t, false, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 0);
+	assoc_actions_free(v, (size_t)n);
+	n = plan(t + 300000000ULL, true, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 0);
+	assoc_actions_free(v, (size_t)n);
+	n = plan(t + 601000000ULL, true, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
+	assoc_actions_free(v, (size_t)n);
+}
+END_TEST
+
+/* Removals far apart are ordinary clean-up, never a contest. */
+START_TEST(test_orphan_removed_now_and_then_is_always_removed)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	struct xfrm_sa orphan = {
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+	uint64_t t = 1000000;
+	int n;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	n = plan(t, true, &v);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	for (int round = 0; round < 6; round++) {
+		assocs_sa_seen(m, &orphan, t);
+		n = plan(t, false, &v);
+		ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
+		for (int i = 0; i < n; i++) {
+			struct nl_ack ack = {0};
+
+			assocs_action_done(m, &v[i], &ack, t);
+			if (v[i].op == ASSOC_OP_DEL_SA)
+				assocs_sa_gone(m, &v[i].sa, t);
+		}
+		assoc_actions_free(v, (size_t)n);
+		t += 31000000;
+	}
+}
+END_TEST
+
 START_TEST(test_foreign_sa_on_computed_spi_is_a_conflict)
 {
 	struct assoc_def d = def("web", 7);
@@ -1308,6 +1384,8 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_lost_outbound_moves_to_next_generation_never_reuses);
 	tcase_add_test(tc, test_sender_never_passes_lookahead_minus_one);
 	tcase_add_test(tc, test_orphans_removed_foreign_untouched_released_kept);
+	tcase_add_test(tc, test_orphan_that_keeps_coming_back_is_left_alone);
+	tcase_add_test(tc, test_orphan_removed_now_and_then_is_always_removed);
 	tcase_add_test(tc, test_foreign_sa_on_computed_spi_is_a_conflict);
 	tcase_add_test(tc, test_keys_survive_a_growing_plan);
 	tcase_add_test(tc, test_def_checks);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/timex.h>
@@ -54,6 +55,7 @@ struct daemon {
 	sd_event_source *rotation_timer; /* CLOCK_REALTIME: the next boundary */
 	sd_event_source *clock_source;	 /* a timerfd cancelled when the clock is set */
 	int clock_fd;
+	int lock_fd;	    /* flock on STATE_DIR/lock: one tokend per state directory */
 	int clock_sync;	    /* 1 synchronised, 0 not, -1 unknown, 2 not read yet */
 	int clock_reported; /* what the log last said, 2 nothing */
 	uint64_t clock_checked_usec, clock_warned_usec;
@@ -1158,6 +1160,52 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
+/* Two daemons writing one state file would each lose the other's changes
+ * and reuse generations: the second one refuses to start. The lock goes
+ * with the process, kill -9 included. */
+static int lock_state_dir(struct daemon *d, const char *dir)
+{
+	char *path = path_join(dir, "lock"), pid[32] = "";
+	ssize_t n;
+	int fd;
+
+	if (!path)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		int r = -errno;
+		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot open %s: %s", path,
+			   strerror(-r));
+		free(path);
+		return r;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r = -errno;
+
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (r == -EWOULDBLOCK)
+			event_emit(
+			    LOG_ERR, EVENT_DAEMON, NULL, "error",
+			    "another tokend (pid %s) uses the state directory %s; one tokend "
+			    "per state directory (give this one its own --state-dir)",
+			    pid[0] ? pid : "unknown", dir);
+		else
+			event_emit(LOG_ERR, EVENT_DAEMON, NULL, "error", "cannot lock %s: %s", path,
+				   strerror(-r));
+		close(fd);
+		free(path);
+		return r == -EWOULDBLOCK ? -EBUSY : r;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+		log_debug("%s: cannot record the pid: %s", path, strerror(errno));
+	free(path);
+	d->lock_fd = fd;
+	return 0;
+}
+
 static int make_state_dir(const char *dir)
 {
 	char *copy = strdup(dir);
@@ -1206,6 +1254,7 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	if (!d)
 		return -ENOMEM;
 	d->opts = *o;
+	d->lock_fd = -1;
 	d->start_usec = now_usec();
 	event_set_sink(on_event, d);
 	d->config_path = strdup(o->config_path ? o->config_path : DEFAULT_CONFIG);
@@ -1223,6 +1272,9 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 			   "cannot create state directory %s: %s", state_dir, strerror(-r));
 		goto fail;
 	}
+	r = o->dry_run ? 0 : lock_state_dir(d, state_dir);
+	if (r < 0)
+		goto fail;
 	d->state_file = path_join(state_dir, STORE_FILE_NAME);
 	r = tokens_new(&ts, &d->tokens);
 	if (r < 0)
@@ -1282,6 +1334,8 @@ void daemon_free(struct daemon *d)
 		return;
 	event_set_sink(NULL, NULL);
 	server_free(d->server);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
 	free(d->status_sent);
 	sd_event_source_unref(d->mon_source);
 	sd_event_source_unref(d->reconcile_timer);
@@ -2003,10 +2057,37 @@ int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_objec
 {
 	struct assoc_def def;
 	const char *field = NULL, *why = NULL;
-	json_object *name;
+	json_object *name, *secret;
 	char *err = NULL;
 	int r;
 
+	/* "credential:NAME": a file systemd put in $CREDENTIALS_DIRECTORY, as
+	 * in the config. Held (and saved) as the file's path. */
+	if (json_object_object_get_ex(params, "secret_file", &secret) &&
+	    json_object_is_type(secret, json_type_string) &&
+	    strncmp(json_object_get_string(secret), "credential:", 11) == 0) {
+		const char *cred = json_object_get_string(secret) + 11;
+		const char *dir = getenv("CREDENTIALS_DIRECTORY");
+		char path[PATH_MAX];
+
+		json_object_object_get_ex(params, "name", &name);
+		if (!*cred || strchr(cred, '/'))
+			return invalid_assoc(json_object_is_type(name, json_type_string)
+						 ? json_object_get_string(name)
+						 : NULL,
+					     "secret_file", "credential:NAME, NAME without a slash",
+					     ret, ret_error);
+		if (!dir || dir[0] != '/')
+			return invalid_assoc(json_object_is_type(name, json_type_string)
+						 ? json_object_get_string(name)
+						 : NULL,
+					     "secret_file",
+					     "a systemd credential is named, but tokend has no "
+					     "$CREDENTIALS_DIRECTORY (LoadCredential= in its unit)",
+					     ret, ret_error);
+		snprintf(path, sizeof(path), "%s/%s", dir, cred);
+		json_object_object_add(params, "secret_file", json_object_new_string(path));
+	}
 	r = assoc_def_from_json(params, &def, &field, &why);
 	if (r < 0) {
 		json_object_object_get_ex(params, "name", &name);

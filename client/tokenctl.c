@@ -279,10 +279,11 @@ static void print_usage_sa(void)
 	      "  number N               1-65535, the same on both peers (required)\n"
 	      "  local ADDR             this host's address (required)\n"
 	      "  remote ADDR            the peer's address, of the same family (required)\n"
-	      "  secret FILE            the master secret (required). Only the path is sent,\n"
-	      "                         never the secret: tokend reads the file itself. A\n"
-	      "                         relative path is made absolute here (realpath), so\n"
-	      "                         the file must exist\n"
+	      "  secret FILE            the master secret (required), or credential:NAME\n"
+	      "                         for one of tokend's systemd credentials. Only the\n"
+	      "                         path is sent, never the secret: tokend reads the\n"
+	      "                         file itself. A relative path is made absolute\n"
+	      "                         here (realpath), so the file must exist\n"
 	      "  mode MODE              transport (default) or tunnel\n"
 	      "  algorithm ALG          aes-gcm-128 (default), aes-gcm-256 or\n"
 	      "                         aes-cbc-hmac-sha256\n"
@@ -681,7 +682,8 @@ static int resolve_secret(struct request *req)
 {
 	const char *path = req->sa_value[SA_SECRET];
 
-	if (path[0] == '/') {
+	/* A systemd credential of the service: resolved by tokend. */
+	if (path[0] == '/' || strncmp(path, "credential:", 11) == 0) {
 		if (strlen(path) >= sizeof(req->secret))
 			return usage_error("secret file path \"%s\" is too long", path);
 		strcpy(req->secret, path);

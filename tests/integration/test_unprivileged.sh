@@ -91,6 +91,16 @@ tk_check "association's secret loaded from the credential ($reason)" \
 tk_eventually 5 "XFRM reached as the unprivileged user (policies installed)" \
     bash -c "ip -n '$TK_NS' xfrm policy | grep -q 'dir out'"
 
+# A runtime association may name a credential too.
+tk_run "$TOKENCTL" --socket "$SOCK" add sa rt number 8 local 192.0.2.1 remote 192.0.2.8 secret credential:web.key
+tk_check "add sa with secret credential:NAME is accepted ($TK_ERR)" [ "$TK_RC" -eq 0 ]
+tk_check "... and held as the credential's file" \
+    bash -c "'$TOKENCTL' --socket '$SOCK' --json show sa rt | grep -q '\"secret_file\": \"$CREDS/web.key\"'"
+tk_run "$TOKENCTL" --socket "$SOCK" add sa rt2 number 9 local 192.0.2.1 remote 192.0.2.7 secret credential:nope.key
+tk_check "a missing credential is refused, named ($TK_ERR)" \
+    bash -c "[ '$TK_RC' -eq 1 ] && grep -q 'nope.key' <<<'$TK_ERR'"
+tk_run "$TOKENCTL" --socket "$SOCK" delete sa rt
+
 # Access with the daemon unprivileged.
 tk_run "$TOKENCTL" --socket "$SOCK" add ::1:3 dev ub
 tk_check "root may change state" [ "$TK_RC" -eq 0 ]

@@ -1101,8 +1101,27 @@ static int print_add(const struct request *req, json_object *params)
 {
 	json_object *changed = get_typed(params, "changed", json_type_boolean);
 
+	json_object *entry = get_typed(params, "entry", json_type_object);
+	const char *state = get_str(entry, "state"), *reason = get_str(entry, "reason");
+
 	if (!changed)
 		return malformed("\"changed\" is missing or not a boolean");
+	/* Held, but not in the kernel: say so, with why (tokend keeps at it). */
+	if (state &&
+	    (streq(state, "blocked") || streq(state, "unsupported") || streq(state, "absent"))) {
+		put_safe(stdout,
+			 get_str(entry, "interface") ? get_str(entry, "interface") : "global");
+		printf(": token %s held, not applied: %s", req->token, state);
+		if (reason && *reason) {
+			fputs(": ", stdout);
+			put_safe(stdout, reason);
+		} else if (streq(state, "absent")) {
+			fputs(": no such interface yet; it is set when the interface appears",
+			      stdout);
+		}
+		fputc('\n', stdout);
+		return 0;
+	}
 	if (json_object_get_boolean(changed))
 		return 0;
 	printf("token %s already held ", req->token);
@@ -1415,7 +1434,9 @@ static int add_assoc_row(struct table *t, json_object *a)
 	if (r >= 0 && reason && *reason)
 		r = table_note(t, format_reason(reason));
 	rot = get_typed(a, "rotation", json_type_object);
-	if (r >= 0 && rot && (get_int(rot, "period", 0) > 0 || get_int(rot, "rotations", 0) > 0))
+	/* A released association is another tool's: no rotation to show. */
+	if (r >= 0 && rot && !streq(state ? state : "", "released") &&
+	    (get_int(rot, "period", 0) > 0 || get_int(rot, "rotations", 0) > 0))
 		r = table_note(t, format_rotation(rot));
 	return r;
 }

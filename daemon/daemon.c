@@ -1485,11 +1485,17 @@ static int state_write_failed(struct daemon *d, char *err, json_object **ret,
 	return -EIO;
 }
 
-static int no_such_entry(const char *ifname, json_object **ret, const char **ret_error)
+static int no_such_entry(const char *ifname, bool runtime, json_object **ret,
+			 const char **ret_error)
 {
-	char msg[128];
+	char msg[256];
 
-	if (ifname)
+	if (ifname && runtime)
+		snprintf(msg, sizeof(msg),
+			 "no runtime token is held for %s (a token from the config, or the "
+			 "global token it takes, is not deleted per interface)",
+			 ifname);
+	else if (ifname)
 		snprintf(msg, sizeof(msg), "no token is held for %s", ifname);
 	else
 		snprintf(msg, sizeof(msg), "no runtime global token is held");
@@ -1504,7 +1510,7 @@ int daemon_list_tokens(struct daemon *d, const char *ifname, json_object **ret,
 	int r = tokens_list_json(d->tokens, ifname, ret);
 
 	if (r == -ENOENT)
-		return no_such_entry(ifname, ret, ret_error);
+		return no_such_entry(ifname, false, ret, ret_error);
 	if (r < 0) {
 		*ret_error = "io.tokend.InternalError";
 		*ret = daemon_error_params(strerror(-r), NULL);
@@ -1589,7 +1595,7 @@ int daemon_delete_token(struct daemon *d, const struct daemon_caller *c, const c
 	if (r < 0)
 		return r;
 	if (!tokens_runtime_entry(d->tokens, name))
-		return no_such_entry(ifname, ret, ret_error);
+		return no_such_entry(ifname, true, ret, ret_error);
 	r = remove_runtime(d, name, &err);
 	if (r < 0)
 		return state_write_failed(d, err, ret, ret_error);

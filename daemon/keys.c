@@ -348,7 +348,15 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 				return r;
 			}
 		}
-		keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+		if (r == -EACCES)
+			keys_set_error(
+			    ret_error,
+			    "%s: %s (tokend runs as uid %u: the file and every directory "
+			    "above it must let that user in; or hand it over with "
+			    "LoadCredential= and name it credential:NAME)",
+			    path, strerror(-r), (unsigned)geteuid());
+		else
+			keys_set_error(ret_error, "%s: %s", path, strerror(-r));
 		return r;
 	}
 

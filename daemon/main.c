@@ -16,7 +16,8 @@ static void usage(FILE *f)
 	    f,
 	    "Usage: tokend [OPTIONS]\n"
 	    "\n"
-	    "Hold IPv6 interface tokens and keep the kernel in line with them.\n"
+	    "Hold IPv6 interface tokens and IPsec associations (keys rotated by the\n"
+	    "clock) and keep the kernel in line with them.\n"
 	    "\n"
 	    "  -c, --config PATH     config file (default %s/tokend/tokend.conf;\n"
 	    "                        drop-ins from PATH.d/*.conf)\n"
@@ -105,8 +106,11 @@ int main(int argc, char **argv)
 	/* "<N>" prefixes are for journald; a person at a terminal gets plain
 	 * lines. */
 	log_set_prefix_enabled(!isatty(STDERR_FILENO));
-	if (check)
+	/* FILE:LINE: MESSAGE lines, for people, editors and CI alike. */
+	if (check) {
+		log_set_prefix_enabled(false);
 		return daemon_check_config(&o) < 0 ? 1 : 0;
+	}
 
 	/* Key material will live in this process: no core dumps. */
 	prctl(PR_SET_DUMPABLE, 0);

@@ -119,6 +119,12 @@ uint32_t nl_next_seq(struct nl_sock *s)
 	return s->seq;
 }
 
+bool nl_msg_ok(const struct nlmsghdr *nlh, int len)
+{
+	return len >= (int)sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
+	       nlh->nlmsg_len <= (unsigned)len;
+}
+
 /* The error and extended-ack text of an NLMSG_ERROR message. */
 static void nl_parse_error(const struct nlmsghdr *nlh, struct nl_ack *ack)
 {
@@ -193,7 +199,7 @@ int nl_transact(struct nl_sock *s, struct nlmsghdr *req, mnl_cb_t cb, void *data
 		if (r < 0)
 			return ack->error = r;
 		left = (int)n;
-		for (nlh = (const struct nlmsghdr *)s->buf; mnl_nlmsg_ok(nlh, left);
+		for (nlh = (const struct nlmsghdr *)s->buf; nl_msg_ok(nlh, left);
 		     nlh = mnl_nlmsg_next(nlh, &left)) {
 			if (nlh->nlmsg_seq != req->nlmsg_seq || nlh->nlmsg_pid != s->portid) {
 				log_debug("netlink: dropping stale %s (seq %u, waiting for %u)",
@@ -313,7 +319,7 @@ int nl_batch_flush(struct nl_batch *b, nl_batch_done_t done, void *data)
 		if (r < 0)
 			break;
 		left = (int)n;
-		for (nlh = (const struct nlmsghdr *)s->buf; mnl_nlmsg_ok(nlh, left);
+		for (nlh = (const struct nlmsghdr *)s->buf; nl_msg_ok(nlh, left);
 		     nlh = mnl_nlmsg_next(nlh, &left)) {
 			struct nl_pending *p;
 			struct nl_ack ack;
@@ -357,7 +363,7 @@ int nl_monitor_read(struct nl_sock *s, mnl_cb_t cb, void *data)
 			return -errno;
 		}
 		left = (int)n;
-		for (nlh = (const struct nlmsghdr *)s->buf; mnl_nlmsg_ok(nlh, left);
+		for (nlh = (const struct nlmsghdr *)s->buf; nl_msg_ok(nlh, left);
 		     nlh = mnl_nlmsg_next(nlh, &left)) {
 			if (nlh->nlmsg_type == NLMSG_NOOP || nlh->nlmsg_type == NLMSG_DONE)
 				continue;

@@ -58,5 +58,12 @@ int nl_batch_flush(struct nl_batch *b, nl_batch_done_t done, void *data);
  * caller must re-read the whole state), another negative errno on failure. */
 int nl_monitor_read(struct nl_sock *s, mnl_cb_t cb, void *data);
 
+/* Does a whole message start at nlh, with len bytes of the datagram left?
+ * For walking a datagram with mnl_nlmsg_next. Not libmnl's mnl_nlmsg_ok,
+ * which compares nlmsg_len as an int: a length of 2 GiB or more passes it,
+ * and mnl_nlmsg_next then stays on the same message (0xfffffffd and up) or
+ * hands on one that runs far past the buffer. */
+bool nl_msg_ok(const struct nlmsghdr *nlh, int len);
+
 /* Debug helper: one line describing a message header. */
 const char *nl_type_name(int bus, uint16_t type);

@@ -321,9 +321,16 @@ static int permission_denied(struct client *c, const char *method)
 	const struct server *s = c->server;
 	char msg[256];
 
-	snprintf(msg, sizeof(msg), "%s needs root or membership of group %s (uid %u is neither)",
-		 method, s->have_admin_gid ? s->opts.admin_group : "(admin group missing)",
-		 (unsigned)c->uid);
+	if (s->have_admin_gid)
+		snprintf(msg, sizeof(msg),
+			 "%s needs root or membership of group %s (uid %u is neither)", method,
+			 s->opts.admin_group, (unsigned)c->uid);
+	else
+		snprintf(msg, sizeof(msg),
+			 "%s needs root or membership of group %s, which does not exist on "
+			 "this host (create it: systemd-sysusers, or groupadd --system %s)",
+			 method, s->opts.admin_group ? s->opts.admin_group : "tokend-admin",
+			 s->opts.admin_group ? s->opts.admin_group : "tokend-admin");
 	log_notice("refused %s from uid %u pid %d: not an admin", method, (unsigned)c->uid,
 		   (int)c->pid);
 	return reply_error(

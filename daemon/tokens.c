@@ -329,7 +329,7 @@ static void mark_all_dirty(struct tokens *t)
 static void binding_set_state(struct binding *b, enum token_state s, const char *reason)
 {
 	/* Applied, blocked and contested have lines of their own. */
-	if (s != b->state && b->state != TS_NONE && (s == TS_ABSENT || s == TS_UNSUPPORTED))
+	if (s != b->state && (s == TS_UNSUPPORTED || (s == TS_ABSENT && b->state != TS_NONE)))
 		event_emit(LOG_INFO, EVENT_TOKEN, b->name, state_names[s], "%s: token %s%s%s",
 			   b->name, state_names[s],
 			   s == TS_ABSENT ? ": the interface is gone; it is set again when "

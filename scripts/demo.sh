@@ -69,6 +69,9 @@ run ip -n "$NS" token get dev demo0
 run ctl show
 
 say "what tokend logged"
+echo "    (the warnings about groups: this demo runs without the tokend and tokend-admin"
+echo "     groups that systemd-sysusers creates on an installed system, so only root may"
+echo "     use the socket here)"
 sed 's/^<[0-9]>//' "$TMP/tokend.log"
 
 if ip -n "$NS" token get dev demo0 | grep -q '::1a:2b:3c:4d'; then

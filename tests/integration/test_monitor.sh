@@ -46,8 +46,15 @@ ip -n "$TK_NS" link del mon2
 tk_eventually 5 "interface gone: an 'absent' event for mon2" has token mon2 absent
 # NOARP: the kernel refuses a token there.
 ip -n "$TK_NS" link set dev mon1 arp off
-tk_ctl add ::b dev mon1 >/dev/null 2>&1
+tk_run "$TOKENCTL" --socket "$TK_SOCK" add ::b dev mon1
 tk_eventually 5 "refusal: a 'refused' warning for mon1" has token mon1 refused
+tk_check "tokenctl add says the token is held but blocked, and why ($TK_OUT)" \
+    grep -q "^mon1: token ::b held, not applied: blocked: " <<<"$TK_OUT"
+tk_run "$TOKENCTL" --socket "$TK_SOCK" add ::e dev lo
+tk_check "tokenctl add on lo says unsupported ($TK_OUT)" \
+    grep -q "^lo: token ::e held, not applied: unsupported: loopback" <<<"$TK_OUT"
+tk_eventually 5 "an 'unsupported' event for lo" has token lo unsupported
+tk_ctl delete dev lo >/dev/null
 tk_reload
 tk_eventually 5 "reload: 'reloading' and 'reloaded' events" \
     bash -c "grep -q '\"event\":\"reloading\"' '$TK_TMP/mon.json' && grep -q '\"event\":\"reloaded\"' '$TK_TMP/mon.json'"

@@ -38,3 +38,11 @@ done
 
 step "unit and integration tests"
 ctest --test-dir build --output-on-failure
+
+# The host-side integration suite once more, with the daemon and client
+# built with ASan + UBSan (not the UML tests: UML's address space is too
+# small for ASan's shadow; not valgrind/strace-based tests, which cannot run
+# an ASan binary). Any sanitizer report in a daemon's log fails its test.
+step "integration tests with the daemon under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan -L integration -E 'valgrind|sandbox|install' --output-on-failure

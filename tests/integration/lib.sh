@@ -133,6 +133,12 @@ tk_eventually() {
 }
 
 tk_done() {
+    # A daemon built with sanitizers (CI runs this suite so once) reports
+    # into its log; any report fails the test.
+    if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TK_TMP"/*.log 2>/dev/null; then
+        tk_fail "sanitizer report in the daemon's log"
+        grep -hE -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$TK_TMP"/*.log | head -n 40
+    fi
     echo "$TK_PASSED passed, $TK_FAILED failed"
     [ "$TK_FAILED" -eq 0 ]
 }

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -231,24 +232,77 @@ int varlink_method_split(const char *full, char *iface, size_t iface_len, const 
 	return 0;
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0. Overlong forms,
+ * surrogates and code points past U+10FFFF are not valid. */
+static size_t utf8_seq_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f))
+			return 0;
+		return 3;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		if ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] > 0x8f))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* json-c copies string bytes as they are, so a name the kernel gave in
+ * bytes that are not UTF-8 would make the message invalid JSON for every
+ * client. Such bytes can only sit inside strings (the rest is ASCII), where
+ * each becomes \u00XX. The result is malloc'd with its NUL; *ret_len counts
+ * the NUL. */
+static char *utf8_clean_dup(const char *s, size_t *ret_len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), bad = 0, k;
+	char *out, *o;
+
+	for (size_t i = 0; i < n; i += k)
+		if ((k = utf8_seq_len(p + i)) == 0) {
+			bad++;
+			k = 1;
+		}
+	out = malloc(n + bad * 5 + 1);
+	if (!out)
+		return NULL;
+	o = out;
+	for (size_t i = 0; i < n; i += k) {
+		k = utf8_seq_len(p + i);
+		if (k == 0) {
+			o += snprintf(o, 7, "\\u%04x", p[i]);
+			k = 1;
+		} else {
+			memcpy(o, p + i, k);
+			o += k;
+		}
+	}
+	*o = '\0';
+	*ret_len = (size_t)(o - out) + 1;
+	return out;
+}
+
 static char *serialize(json_object *msg, size_t *ret_len)
 {
 	const char *s;
-	size_t n;
 	char *out = NULL;
 
 	if (!msg)
 		return NULL;
 	s = json_object_to_json_string_ext(msg,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (s) {
-		n = strlen(s);
-		out = malloc(n + 1);
-		if (out) {
-			memcpy(out, s, n + 1);
-			*ret_len = n + 1;
-		}
-	}
+	if (s)
+		out = utf8_clean_dup(s, ret_len);
 	json_object_put(msg);
 	return out;
 }

@@ -575,9 +575,10 @@ static int def_strings(json_object *o, struct assoc_def *d, const char **field, 
 	if (fam_l != fam_r)
 		return *why = "local and remote must both be IPv4 or both IPv6", -EINVAL;
 	d->family = fam_l;
-	if (json_get_str(o, FIELD("secret_file"), &v) != 1 || v[0] != '/' ||
-	    strlen(v) >= sizeof(d->secret_path))
+	if (json_get_str(o, FIELD("secret_file"), &v) != 1 || v[0] != '/')
 		return *why = "the absolute path of a secret file is required", -EINVAL;
+	if (strlen(v) >= sizeof(d->secret_path))
+		return *why = "a secret file's path has at most 255 characters", -EINVAL;
 	snprintf(d->secret_path, sizeof(d->secret_path), "%s", v);
 	r = json_get_str(o, FIELD("mode"), &v);
 	if (r < 0 || (r == 1 && strcmp(v, "transport") != 0 && strcmp(v, "tunnel") != 0))

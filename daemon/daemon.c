@@ -70,7 +70,7 @@ struct daemon {
 	struct {
 		uint64_t realtime_usec; /* 0: none yet */
 		enum event_kind kind;
-		char object[64];
+		char object[ASSOC_NAME_MAX + 16]; /* an association's name or an interface's */
 		char message[512];
 	} last_error;
 	char *status_sent; /* the last STATUS= text, sent again only when it changes */
@@ -1316,6 +1316,7 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 			   .socket_group = d->config->socket_group,
 			   .admin_group = d->config->admin_group,
 			   .max_clients = d->config->max_clients,
+			   .listen_fds = d->opts.listen_fds,
 			   .client_timeout_usec = d->config->client_timeout_usec,
 		       },
 		       &d->server);
@@ -2091,7 +2092,12 @@ int daemon_add_assoc(struct daemon *d, const struct daemon_caller *c, json_objec
 					     "a systemd credential is named, but tokend has no "
 					     "$CREDENTIALS_DIRECTORY (LoadCredential= in its unit)",
 					     ret, ret_error);
-		snprintf(path, sizeof(path), "%s/%s", dir, cred);
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, cred) >= sizeof(path))
+			return invalid_assoc(json_object_is_type(name, json_type_string)
+						 ? json_object_get_string(name)
+						 : NULL,
+					     "secret_file", "the credential's path is too long",
+					     ret, ret_error);
 		json_object_object_add(params, "secret_file", json_object_new_string(path));
 	}
 	r = assoc_def_from_json(params, &def, &field, &why);

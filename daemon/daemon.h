@@ -18,6 +18,8 @@ struct daemon_options {
 	const char *run_prefix;	 /* tests only: where other managers' state lives */
 	int log_level;		 /* -1: from the config */
 	bool dry_run;		 /* print the kernel changes, make none, write nothing */
+	int listen_fds;		 /* sockets systemd passed (sd_listen_fds), read before any
+				  * descriptor of ours can take their numbers */
 };
 
 /* Who is asking, from the socket's peer credentials. */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* A secret file is 128 hex digits and a newline at most; anything much bigger
@@ -232,6 +233,72 @@ static bool keys_in_credentials_dir(int fd, const char *path)
 	return strncmp(file, dir, n) == 0 && file[n] == '/';
 }
 
+/* The POSIX access ACL as the kernel stores it in the xattr
+ * "system.posix_acl_access": a version, then (tag, perm, id) entries, little
+ * endian (linux/posix_acl_xattr.h). */
+#define ACL_XATTR_VERSION 0x0002
+#define ACL_TAG_USER_OBJ  0x01
+#define ACL_TAG_USER	  0x02
+#define ACL_TAG_GROUP_OBJ 0x04
+#define ACL_TAG_GROUP	  0x08
+#define ACL_TAG_MASK	  0x10
+#define ACL_TAG_OTHER	  0x20
+#define ACL_PERM_READ	  0x04
+
+static uint32_t keys_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* 0 when the file's ACL lets no one read but its owner and tokend's own
+ * user (what systemd writes for a credential); -EPERM otherwise, with *who
+ * naming the kind of entry that may read. No ACL at all: the group bit is
+ * a real group's, -EPERM. */
+static int keys_acl_only_us(int fd, const char **who)
+{
+	unsigned char buf[4 + 8 * 64];
+	ssize_t n = fgetxattr(fd, "system.posix_acl_access", buf, sizeof(buf));
+	unsigned mask = 07;
+
+	*who = "its group";
+	if (n < 4 || keys_le32(buf) != ACL_XATTR_VERSION || (n - 4) % 8 != 0)
+		return -EPERM;
+	/* The mask limits named entries and the owning group. */
+	for (ssize_t i = 4; i < n; i += 8)
+		if ((buf[i] | buf[i + 1] << 8) == ACL_TAG_MASK)
+			mask = buf[i + 2] | buf[i + 3] << 8;
+	for (ssize_t i = 4; i < n; i += 8) {
+		unsigned tag = buf[i] | buf[i + 1] << 8, perm = buf[i + 2] | buf[i + 3] << 8;
+		uint32_t id = keys_le32(buf + i + 4);
+
+		switch (tag) {
+		case ACL_TAG_USER:
+			if ((perm & mask & ACL_PERM_READ) && id != geteuid()) {
+				*who = "another user (an ACL entry)";
+				return -EPERM;
+			}
+			break;
+		case ACL_TAG_GROUP_OBJ:
+		case ACL_TAG_GROUP:
+			if (perm & mask & ACL_PERM_READ) {
+				*who =
+				    tag == ACL_TAG_GROUP ? "a group (an ACL entry)" : "its group";
+				return -EPERM;
+			}
+			break;
+		case ACL_TAG_OTHER:
+			if (perm & ACL_PERM_READ) {
+				*who = "others";
+				return -EPERM;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
 static int keys_hex_value(unsigned char c)
 {
 	if (c >= '0' && c <= '9')
@@ -393,6 +460,21 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 					  "accessible by group or others (chmod 600 it)",
 			       path, (unsigned)(st.st_mode & 07777));
 		goto out;
+	}
+	/* In the credentials directory a group read bit is allowed only as the
+	 * mask of an ACL that lets nobody but tokend's user read. */
+	if (in_creds && (st.st_mode & 040)) {
+		const char *who = NULL;
+
+		r = keys_acl_only_us(fd, &who);
+		if (r < 0) {
+			keys_set_error(ret_error,
+				       "%s: permissions %04o: readable by %s, not only by uid %u "
+				       "that tokend runs as",
+				       path, (unsigned)(st.st_mode & 07777),
+				       who ? who : "its group", (unsigned)geteuid());
+			goto out;
+		}
 	}
 	if (st.st_size > KEYS_FILE_MAX) {
 		r = -EINVAL;

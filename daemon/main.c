@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -49,7 +50,8 @@ int main(int argc, char **argv)
 	    {"run-prefix", required_argument, NULL, OPT_RUN_PREFIX},
 	    {NULL, 0, NULL, 0},
 	};
-	struct daemon_options o = {.log_level = -1};
+	/* First: descriptors 3 and up may be systemd's sockets. */
+	struct daemon_options o = {.log_level = -1, .listen_fds = sd_listen_fds(1)};
 	struct daemon *d = NULL;
 	bool check = false;
 	int c, r;

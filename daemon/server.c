@@ -21,7 +21,10 @@
 #include "varlink.h"
 
 #define SERVER_MAX_OUTPUT (4 * 1024 * 1024)
-#define SERVER_MAX_GROUPS 256
+/* A monitor may fall this far behind; all monitors together this far. */
+#define SERVER_MAX_MONITOR_BACKLOG  (1024 * 1024)
+#define SERVER_MAX_MONITORS_BACKLOG (32 * 1024 * 1024)
+#define SERVER_MAX_GROUPS	    256
 
 struct client {
 	struct server *server;
@@ -35,6 +38,7 @@ struct client {
 	bool oneway;	 /* the call being handled gets no reply */
 	bool more;	 /* the call being handled asked for several replies */
 	bool monitoring; /* gets every event until it hangs up */
+	bool eof;	 /* the client shut its side: read no more, answer what was asked */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -57,6 +61,8 @@ struct server {
 	struct client *clients;
 	unsigned n_clients;
 	unsigned n_monitors;
+	sd_event_source *accept_pause; /* out of descriptors: accept again later */
+	struct log_ratelimit accept_rl;
 };
 
 static void client_free(struct client *c)
@@ -102,7 +108,10 @@ static int client_flush(struct client *c)
 		if (c->closing)
 			return -ECONNRESET;
 	}
-	sd_event_source_set_io_events(c->io, EPOLLIN | (c->out_len ? EPOLLOUT : 0));
+	/* Nothing more is read from a connection being closed or shut by the
+	 * client: unread input there must not wake the loop again and again. */
+	sd_event_source_set_io_events(c->io, (c->closing || c->eof ? 0 : EPOLLIN) |
+						 (c->out_len ? EPOLLOUT : 0));
 	return 0;
 }
 
@@ -180,15 +189,22 @@ static int reply_continues(struct client *c, json_object *params)
 void server_broadcast_event(struct server *s, const struct event *e)
 {
 	struct client *c, *next;
+	size_t total = 0;
 
 	if (!s || s->n_monitors == 0)
 		return;
 	for (c = s->clients; c; c = next) {
+		size_t backlog;
+
 		next = c->next;
 		if (!c->monitoring)
 			continue;
-		/* A watcher that stops reading is dropped, not waited for. */
-		if (reply_continues(c, event_json(e)) < 0 || client_flush(c) < 0) {
+		backlog = c->out_len - c->out_off;
+		total += backlog;
+		/* A watcher that stops reading is dropped, not waited for; so
+		 * is one that would take the monitors past their common cap. */
+		if (backlog > SERVER_MAX_MONITOR_BACKLOG || total > SERVER_MAX_MONITORS_BACKLOG ||
+		    reply_continues(c, event_json(e)) < 0 || client_flush(c) < 0) {
 			log_notice("monitor of uid %u pid %d dropped: it does not read its events",
 				   (unsigned)c->uid, (int)c->pid);
 			client_free(c);
@@ -650,8 +666,15 @@ static int client_read(struct client *c)
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-	if (n == 0)
-		return -ECONNRESET;
+	if (n == 0) {
+		/* Shut for writing (printf ... | socat): the replies already
+		 * asked for are still sent, a monitor's events too; then the
+		 * connection ends. */
+		c->eof = true;
+		if (!c->monitoring)
+			c->closing = true;
+		return 0;
+	}
 	r = varlink_reader_feed(&c->in, buf, (size_t)n);
 	while (r >= 0 && !c->closing && (r = varlink_reader_next(&c->in, &msg)) > 0) {
 		r = client_handle(c, msg);
@@ -678,13 +701,19 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *da
 	int r = 0;
 
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!c->closing)
+		if (!c->closing && !c->eof)
 			r = client_read(c);
 		else if (revents & (EPOLLHUP | EPOLLERR))
 			r = -ECONNRESET;
 	}
 	if (r >= 0)
 		r = client_flush(c);
+	/* A connection being closed whose client does not read what is left
+	 * goes after client-timeout, so it cannot hold a slot for ever. */
+	if (r >= 0 && c->closing && sd_event_source_get_enabled(c->timer, NULL) == 0) {
+		sd_event_source_set_time_relative(c->timer, c->server->opts.client_timeout_usec);
+		sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+	}
 	if (r < 0)
 		client_free(c);
 	return 0;
@@ -715,6 +744,14 @@ static void refuse_busy(struct server *s, int fd)
 	close(fd);
 }
 
+static int on_accept_resume(sd_event_source *src, uint64_t usec, void *data)
+{
+	struct server *s = data;
+
+	sd_event_source_set_enabled(s->listen_source, SD_EVENT_ON);
+	return 0;
+}
+
 static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
 {
 	struct server *s = data;
@@ -723,8 +760,21 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
 
 	cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (cfd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			log_warning("accept on %s failed: %m", s->path);
+		int e = errno;
+
+		if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+			return 0;
+		log_ratelimited(&s->accept_rl, LOG_WARNING, "accept on %s failed: %s%s", s->path,
+				strerror(e),
+				e == EMFILE || e == ENFILE
+				    ? "; new connections wait (raise LimitNOFILE= or lower "
+				      "max-clients)"
+				    : "");
+		/* The socket stays readable: without a pause this would spin.
+		 * Connections wait in the backlog meanwhile. */
+		sd_event_source_set_enabled(s->listen_source, SD_EVENT_OFF);
+		sd_event_source_set_time_relative(s->accept_pause, 100 * 1000);
+		sd_event_source_set_enabled(s->accept_pause, SD_EVENT_ONESHOT);
 		return 0;
 	}
 	if (s->n_clients >= s->opts.max_clients) {
@@ -878,35 +928,54 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 		log_warning("admin group %s does not exist: only root can change tokens",
 			    o->admin_group ? o->admin_group : "(none)");
 
-	n = sd_listen_fds(1);
+	n = o->listen_fds;
+	if (n < 0)
+		log_warning("LISTEN_FDS/LISTEN_PID are set but not usable (%s): tokend makes "
+			    "its own socket",
+			    strerror(-n));
 	if (n > 1) {
 		log_error("expected one socket from systemd, got %d", n);
 		r = -EINVAL;
 		goto fail;
 	}
 	if (n == 1) {
-		s->fd = SD_LISTEN_FDS_START;
-		if (sd_is_socket_unix(s->fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
-			log_error(
-			    "the socket systemd passed is not a listening Unix stream socket");
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		r = sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0);
+		if (r <= 0) {
+			/* Not ours to close: it may be anything, or nothing. */
+			log_error("the socket systemd passed (fd %d) is not a listening Unix "
+				  "stream socket%s%s",
+				  SD_LISTEN_FDS_START, r < 0 ? ": " : "",
+				  r < 0 ? strerror(-r) : "");
 			r = -EINVAL;
 			goto fail;
 		}
+		s->fd = SD_LISTEN_FDS_START;
 		fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
 		/* Its own name, for the log: the config's path is not used. */
-		{
-			struct sockaddr_un sa;
-			socklen_t len = sizeof(sa);
+		if (getsockname(s->fd, (struct sockaddr *)&sa, &len) == 0 &&
+		    len > offsetof(struct sockaddr_un, sun_path)) {
+			size_t n_path = len - offsetof(struct sockaddr_un, sun_path);
+			bool abstract = sa.sun_path[0] == '\0';
+			char *name = malloc(n_path + 2);
 
-			if (getsockname(s->fd, (struct sockaddr *)&sa, &len) == 0 &&
-			    len > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0]) {
-				char *name = strndup(sa.sun_path,
-						     len - offsetof(struct sockaddr_un, sun_path));
-				if (name) {
-					free(s->path);
-					s->path = name;
-				}
+			if (name) {
+				/* An abstract name is shown as "@name", as ss(8) does. */
+				snprintf(
+				    name, n_path + 2, "%s%.*s", abstract ? "@" : "",
+				    (int)(abstract ? n_path - 1 : strnlen(sa.sun_path, n_path)),
+				    sa.sun_path + abstract);
+				free(s->path);
+				s->path = name;
 			}
+			if (abstract)
+				log_warning(
+				    "the socket systemd passed is abstract (%s): it has no "
+				    "file permissions, anyone in this network namespace can "
+				    "connect and read",
+				    s->path);
 		}
 		log_info("listening on %s, the socket systemd passed", s->path);
 	} else {
@@ -925,6 +994,12 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	r = sd_event_add_io(event, &s->listen_source, s->fd, EPOLLIN, on_accept, s);
 	if (r < 0)
 		goto fail;
+	r = sd_event_add_time(event, &s->accept_pause, CLOCK_MONOTONIC, UINT64_MAX, 0,
+			      on_accept_resume, s);
+	if (r < 0)
+		goto fail;
+	sd_event_source_set_enabled(s->accept_pause, SD_EVENT_OFF);
+	s->accept_rl = LOG_RATELIMIT_INIT(10 * 1000000ULL, 3);
 	*ret = s;
 	return 0;
 fail:
@@ -939,6 +1014,7 @@ void server_free(struct server *s)
 	while (s->clients)
 		client_free(s->clients);
 	sd_event_source_disable_unref(s->listen_source);
+	sd_event_source_disable_unref(s->accept_pause);
 	if (s->fd >= 0)
 		close(s->fd);
 	if (s->own_path)

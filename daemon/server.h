@@ -16,6 +16,7 @@ struct server_options {
 	const char *socket_group; /* may read; NULL or missing: the daemon's group */
 	const char *admin_group;  /* may change; NULL or missing: root only */
 	unsigned max_clients;
+	int listen_fds; /* sd_listen_fds(), read at the very start */
 	uint64_t client_timeout_usec;
 };
 

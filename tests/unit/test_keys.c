@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "keys.h"
@@ -219,6 +220,35 @@ static void write_bytes(const char *path, const void *data, size_t len, mode_t m
 static void write_text(const char *path, const char *text, mode_t mode)
 {
 	write_bytes(path, text, strlen(text), mode);
+}
+
+/* Give the file the access ACL systemd gives a credential: mode 0400 plus
+ * a named entry (tag 2 user, or tag 8 group) with id and read permission,
+ * and a mask r-- (so stat shows 0440). Written as the kernel's xattr. */
+static void set_acl(const char *path, unsigned tag, uint32_t id)
+{
+	/* Entries in the kernel's order: by tag. */
+	const bool user = tag == 2;
+	const uint16_t e[][2] = {{0x01, 4},
+				 {user ? (uint16_t)tag : 0x04, user ? 4 : 0},
+				 {user ? 0x04 : (uint16_t)tag, user ? 0 : 4},
+				 {0x10, 4},
+				 {0x20, 0}};
+	const uint32_t ids[] = {0xffffffffu, user ? id : 0xffffffffu, user ? 0xffffffffu : id,
+				0xffffffffu, 0xffffffffu};
+	unsigned char buf[4 + 8 * 5];
+
+	memset(buf, 0, sizeof(buf));
+	buf[0] = 2; /* version, little endian */
+	for (int i = 0; i < 5; i++) {
+		unsigned char *p = buf + 4 + 8 * i;
+		p[0] = (unsigned char)e[i][0];
+		p[2] = (unsigned char)e[i][1];
+		for (int b = 0; b < 4; b++)
+			p[4 + b] = (unsigned char)(ids[i] >> (8 * b));
+	}
+	ck_assert_msg(setxattr(path, "system.posix_acl_access", buf, sizeof(buf), 0) == 0,
+		      "%s: setxattr: %s", path, strerror(errno));
 }
 
 /* No 8 consecutive characters of the file's text appear in the message. */
@@ -940,10 +970,13 @@ START_TEST(test_load_credentials)
 
 	ck_assert_int_eq(mkdir(tpath("creds"), 0700), 0);
 	ck_assert_int_eq(mkdir(tpath("creds-evil"), 0700), 0);
-	write_text(tpath("creds/tokend.key"), HEX32 "\n", 0440);
+	write_text(tpath("creds/tokend.key"), HEX32 "\n", 0400);
+	set_acl(tpath("creds/tokend.key"), 2, geteuid());
 	write_text(tpath("creds/open.key"), HEX32, 0644);
-	write_text(tpath("creds-evil/tokend.key"), HEX32, 0440);
-	write_text(tpath("outside.key"), HEX32, 0440);
+	write_text(tpath("creds-evil/tokend.key"), HEX32, 0400);
+	set_acl(tpath("creds-evil/tokend.key"), 2, geteuid());
+	write_text(tpath("outside.key"), HEX32, 0400);
+	set_acl(tpath("outside.key"), 2, geteuid());
 
 	/* Without the variable, 0440 is refused everywhere. */
 	load_fails(tpath("creds/tokend.key"), -EPERM, "permissions 0440", HEX32);
@@ -960,6 +993,16 @@ START_TEST(test_load_credentials)
 	write_text(tpath("creds/plain.key"), HEX32, 0400);
 	s = load_ok(tpath("creds/plain.key"));
 	keys_secret_free(s);
+	/* The group bit as a real group's (no ACL), or as the mask of an ACL
+	 * that lets another user or a group read: refused. */
+	write_text(tpath("creds/group.key"), HEX32, 0440);
+	load_fails(tpath("creds/group.key"), -EPERM, "readable by its group", HEX32);
+	write_text(tpath("creds/other-user.key"), HEX32, 0400);
+	set_acl(tpath("creds/other-user.key"), 2, 40001);
+	load_fails(tpath("creds/other-user.key"), -EPERM, "readable by another user", HEX32);
+	write_text(tpath("creds/acl-group.key"), HEX32, 0400);
+	set_acl(tpath("creds/acl-group.key"), 8, 100);
+	load_fails(tpath("creds/acl-group.key"), -EPERM, "readable by a group", HEX32);
 	/* Found by another spelling of the same path. */
 	s = load_ok(tpath("creds/../creds/./tokend.key"));
 	keys_secret_free(s);
@@ -968,7 +1011,7 @@ START_TEST(test_load_credentials)
 	/* A name that merely starts with the directory's is not inside it. */
 	load_fails(tpath("creds-evil/tokend.key"), -EPERM, "permissions 0440", HEX32);
 	/* The content rules still apply. */
-	write_text(tpath("creds/short.key"), "a1b2c3d4e5", 0440);
+	write_text(tpath("creds/short.key"), "a1b2c3d4e5", 0400);
 	load_fails(tpath("creds/short.key"), -EINVAL, "found 10", "a1b2c3d4e5");
 
 	/* The directory named through a symlink: compared by real path. */

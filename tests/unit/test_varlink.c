@@ -503,6 +503,43 @@ static json_object *parse_frame(const char *out, size_t len)
 	return o;
 }
 
+/* An interface name in bytes that are not UTF-8 (the kernel allows any
+ * but '/' and NUL) must not make the reply invalid JSON: each such byte is
+ * sent as \u00XX, valid UTF-8 passes as it is. */
+START_TEST(test_serialize_non_utf8)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"d\xff", "d\\u00ff"},
+	    {"caf\xc3\xa9", "caf\xc3\xa9"},		   /* é: valid */
+	    {"\xc3", "\\u00c3"},			   /* cut short */
+	    {"\xc0\xaf", "\\u00c0\\u00af"},		   /* overlong '/' */
+	    {"\xed\xa0\x80", "\\u00ed\\u00a0\\u0080"}, /* a surrogate */
+	    {"\xf0\x9f\x98\x80x", "\xf0\x9f\x98\x80x"},	   /* U+1F600 */
+	    {"\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080"}, /* past U+10FFFF */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_object *p = json_object_new_object(), *o, *v;
+		size_t len = 0;
+		char *out, want[64];
+
+		json_object_object_add(p, "interface", json_object_new_string(cases[i].in));
+		out = varlink_reply_serialize(p, &len);
+		ck_assert_ptr_nonnull(out);
+		ck_assert_uint_eq(strlen(out) + 1, len);
+		snprintf(want, sizeof(want), "\"interface\":\"%s\"", cases[i].want);
+		ck_assert_msg(strstr(out, want), "case %zu: %s", i, out);
+		/* And json-c, which checks UTF-8, reads it back. */
+		o = parse_frame(out, len);
+		ck_assert(json_object_object_get_ex(o, "parameters", &v));
+		json_object_put(o);
+		free(out);
+	}
+}
+END_TEST
+
 START_TEST(test_serialize_reply)
 {
 	json_object *p = json_object_new_object(), *o, *v;
@@ -944,6 +981,7 @@ static Suite *varlink_suite(void)
 	tcase_add_test(tc, test_connect_errors);
 	tcase_add_test(tc, test_connect_and_talk);
 	tcase_add_test(tc, test_connect_timeout);
+	tcase_add_test(tc, test_serialize_non_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }

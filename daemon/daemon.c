@@ -1414,7 +1414,7 @@ int daemon_run(struct daemon *d)
 	 * wedged loop gets the daemon restarted. */
 	r = sd_event_set_watchdog(d->event, true);
 	if (r > 0)
-		log_debug("watchdog enabled: WATCHDOG=1 every half of WATCHDOG_USEC");
+		log_debug("watchdog enabled: WATCHDOG=1 well within WATCHDOG_USEC");
 	else if (r < 0)
 		event_emit(LOG_WARNING, EVENT_DAEMON, NULL, "watchdog",
 			   "cannot enable the watchdog: %s", strerror(-r));

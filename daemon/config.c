@@ -637,6 +637,18 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 		ctx->section = SECTION_UNKNOWN;
 		return;
 	}
+	/* Refused here, quoted, as assoc_def_check would refuse it later: the
+	 * name goes unquoted into every message about the section. */
+	for (const char *p = name; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.')) {
+			line_error(ctx,
+				   "invalid association name \"%s\": letters, digits, '-', '_' and "
+				   "'.' only",
+				   text_quote(&q, name));
+			ctx->section = SECTION_UNKNOWN;
+			return;
+		}
 	for (size_t i = 0; i < c->n_assocs; i++)
 		if (strcmp(c->assocs[i].name, name) == 0) {
 			line_error(ctx, "association %s already declared at %s",
@@ -744,7 +756,21 @@ static void sa_set_secret(struct parse_ctx *ctx, struct assoc_def *d, const char
 			    text_quote(&q, value));
 			return;
 		}
-		snprintf(d->secret_path, sizeof(d->secret_path), "%s/%s", dir, cred);
+		if (dir[0] != '/') {
+			line_error(ctx,
+				   "secret \"%s\": $CREDENTIALS_DIRECTORY is not an absolute path",
+				   text_quote(&q, value));
+			return;
+		}
+		if ((size_t)snprintf(d->secret_path, sizeof(d->secret_path), "%s/%s", dir, cred) >=
+		    sizeof(d->secret_path)) {
+			d->secret_path[0] = '\0';
+			line_error(ctx,
+				   "secret \"%s\": $CREDENTIALS_DIRECTORY/NAME is longer than %zu "
+				   "characters",
+				   text_quote(&q, value), sizeof(d->secret_path) - 1);
+			return;
+		}
 		return;
 	}
 	if (value[0] != '/' || strlen(value) >= sizeof(d->secret_path)) {

@@ -328,8 +328,11 @@ static int parse_assocs(const char *path, json_object *root, struct store_state 
 	for (size_t i = 0; i < n; i++) {
 		if (assoc_def_from_json(json_object_array_get_idx(arr, i), &st->assocs[i], &field,
 					&why) < 0) {
+			struct text_quoted q;
+
+			/* An unknown field is named by its key, as found in the file. */
 			set_error(ret_error, "%s: runtime association %zu: %s%s%s", path, i + 1,
-				  field ? field : "", field ? ": " : "", why);
+				  field ? text_quote(&q, field) : "", field ? ": " : "", why);
 			return -EBADMSG;
 		}
 		st->n_assocs++;

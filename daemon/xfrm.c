@@ -24,7 +24,9 @@
 
 /* --- building ------------------------------------------------------------ */
 
-static bool xfrm_family_valid(uint8_t family)
+/* unsigned, not uint8_t: the decoders pass the kernel's 16-bit families,
+ * which must not be cut to their low byte (0x0102 is not AF_INET). */
+static bool xfrm_family_valid(unsigned family)
 {
 	return family == AF_INET || family == AF_INET6;
 }
@@ -697,7 +699,7 @@ int xfrm_expire_parse(const struct nlmsghdr *nlh, struct xfrm_sa *ret, bool *ret
 static int xfrm_policy_from_info(const struct xfrm_userpolicy_info *info, const xfrm_attrs_t tb,
 				 struct xfrm_policy *p)
 {
-	if (!xfrm_family_valid((uint8_t)info->sel.family))
+	if (!xfrm_family_valid(info->sel.family))
 		return -EBADMSG;
 	memset(p, 0, sizeof(*p));
 	p->family = (uint8_t)info->sel.family;

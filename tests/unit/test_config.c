@@ -824,6 +824,34 @@ START_TEST(test_sa_retired_secret_may_be_missing)
 }
 END_TEST
 
+/* An association name with control or non-ASCII bytes is refused at its
+ * header, quoted: it would go raw into every message about the section
+ * (an escape sequence or a carriage return into the journal). Found by
+ * tests/fuzz/fuzz_config. */
+START_TEST(test_sa_name_quoted)
+{
+	const char *k = write_secret("k");
+	struct config_errors e = {0};
+	struct config *c = NULL;
+	char text[512];
+	const char *p;
+
+	snprintf(text, sizeof(text),
+		 "[sa a\x1b[2Jb\rc\xe4]\nnumber = 7\nlocal = 192.0.2.1\nremote = 192.0.2.2\n"
+		 "secret = %s\nfoo = 1\n",
+		 k);
+	p = write_file("t.conf", text);
+	ck_assert_int_eq(config_load(p, NULL, true, &c, &e), -EINVAL);
+	if (e.n != 1)
+		dump_errors(&e);
+	ck_assert_uint_eq(e.n, 1);
+	assert_error(&e, 0, p, 1, "invalid association name \"a\\x1b[2Jb\\x0dc\\xe4\"");
+	for (const char *m = e.v[0].message; *m; m++)
+		ck_assert(*m >= 0x20 && *m < 0x7f);
+	config_errors_clear(&e);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -852,6 +880,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_sa_rotation_keys);
 	tcase_add_test(tc, test_sa_rotation_errors);
 	tcase_add_test(tc, test_sa_retired_secret_may_be_missing);
+	tcase_add_test(tc, test_sa_name_quoted);
 	tcase_add_loop_test(tc, test_duration, 0,
 			    (int)(sizeof(duration_cases) / sizeof(duration_cases[0])));
 	suite_add_tcase(s, tc);

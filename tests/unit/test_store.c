@@ -319,6 +319,21 @@ START_TEST(test_load_duplicates)
 }
 END_TEST
 
+/* A bad runtime association is named by its position and field; an
+ * unknown field's key is quoted like any text from the file (it went raw
+ * into the message, and from there into the log: found by
+ * tests/fuzz/fuzz_methods). */
+START_TEST(test_load_bad_association)
+{
+	assert_load_fails("{\"format\": \"tokend-state\", \"version\": 1,"
+			  " \"runtime_associations\": [{\"name\": \"web\", \"number\": 0}]}",
+			  -EBADMSG, "runtime association 1: local: an IPv4 or IPv6 address");
+	assert_load_fails("{\"format\": \"tokend-state\", \"version\": 1,"
+			  " \"runtime_associations\": [{\"r\\u001b[2J\\u00e4\": 1}]}",
+			  -EBADMSG, "runtime association 1: r\\x1b[2J\\xc3\\xa4: unknown field");
+}
+END_TEST
+
 START_TEST(test_load_truncated)
 {
 	struct store_state st;
@@ -519,6 +534,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_load_wrong_version);
 	tcase_add_test(tc, test_load_bad_entries);
 	tcase_add_test(tc, test_load_duplicates);
+	tcase_add_test(tc, test_load_bad_association);
 	tcase_add_test(tc, test_load_truncated);
 	tcase_add_test(tc, test_load_too_big);
 	tcase_add_test(tc, test_load_unreadable);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nl.h"
 #include "xfrm.h"
 
 /* Requests as iproute2 6.1 sent them (nlmsg_seq zeroed), with the keys
@@ -1124,9 +1125,13 @@ START_TEST(test_malformed)
 		nlh->nlmsg_len += extra;
 		ck_assert_int_eq(xfrm_sa_parse(nlh, &out), -EBADMSG);
 	}
-	/* A family the SA cannot have. */
+	/* A family the SA cannot have, also one whose low byte is AF_INET
+	 * (families are 16 bits; found by tests/fuzz/fuzz_netlink). */
 	FRESH_GCM();
 	((struct xfrm_usersa_info *)mnl_nlmsg_get_payload(nlh))->family = AF_UNIX;
+	ck_assert_int_eq(xfrm_sa_parse(nlh, &out), -EBADMSG);
+	FRESH_GCM();
+	((struct xfrm_usersa_info *)mnl_nlmsg_get_payload(nlh))->family = 0x100 | AF_INET;
 	ck_assert_int_eq(xfrm_sa_parse(nlh, &out), -EBADMSG);
 
 	/* ESN replay state: bitmap too long for the kernel, window wider than
@@ -1210,6 +1215,12 @@ START_TEST(test_malformed)
 	}
 	nlh = xfrm_build_newpolicy(buf, sizeof(buf), &p, false);
 	((struct xfrm_userpolicy_info *)mnl_nlmsg_get_payload(nlh))->sel.family = 0;
+	ck_assert_int_eq(xfrm_policy_parse(nlh, &pout), -EBADMSG);
+	/* A selector family whose low byte is AF_INET: taken for AF_INET, it
+	 * gave a policy (an orphan to delete) that xfrm_build_delpolicy then
+	 * refused. Found by tests/fuzz/fuzz_netlink. */
+	nlh = xfrm_build_newpolicy(buf, sizeof(buf), &p, false);
+	((struct xfrm_userpolicy_info *)mnl_nlmsg_get_payload(nlh))->sel.family = 0x6f00 | AF_INET;
 	ck_assert_int_eq(xfrm_policy_parse(nlh, &pout), -EBADMSG);
 }
 END_TEST
@@ -1415,6 +1426,48 @@ START_TEST(test_describe_no_keys)
 }
 END_TEST
 
+/* The datagram walk of nl.c (nl_msg_ok, then mnl_nlmsg_next): a message
+ * whose nlmsg_len is 2 GiB or more, which libmnl's mnl_nlmsg_ok takes for a
+ * negative int and accepts, ends the walk instead of being walked again
+ * forever (0xfffffffd and up, which mnl_nlmsg_next aligns to 0) or handed
+ * on past the end of the buffer. Found by tests/fuzz/fuzz_netlink. */
+START_TEST(test_nl_msg_ok)
+{
+	static const uint32_t bad[] = {
+	    0x80000000u, 0xfffffff0u, 0xfffffffdu, 0xffffffffu, 33, 15, 0};
+	uint32_t buf[8] = {0};
+	struct nlmsghdr *nlh = (struct nlmsghdr *)buf;
+	const struct nlmsghdr *m;
+	int len, n;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		nlh->nlmsg_len = bad[i];
+		ck_assert_msg(!nl_msg_ok(nlh, (int)sizeof(buf)), "nlmsg_len %#x taken", bad[i]);
+		/* The walk the daemon does stops at once. */
+		n = 0;
+		len = (int)sizeof(buf);
+		for (m = nlh; nl_msg_ok(m, len) && n < 10; m = mnl_nlmsg_next(m, &len))
+			n++;
+		ck_assert_int_eq(n, 0);
+	}
+	/* Two whole messages are two; one that fills the datagram is one. */
+	buf[0] = 16;
+	buf[4] = 16;
+	n = 0;
+	len = (int)sizeof(buf);
+	for (m = nlh; nl_msg_ok(m, len); m = mnl_nlmsg_next(m, &len))
+		n++;
+	ck_assert_int_eq(n, 2);
+	buf[0] = 32;
+	ck_assert(nl_msg_ok(nlh, 32));
+	ck_assert(!nl_msg_ok(nlh, 31));
+	buf[0] = 16;
+	ck_assert(nl_msg_ok(nlh, 16));
+	ck_assert(!nl_msg_ok(nlh, 15));
+	ck_assert(!nl_msg_ok(nlh, -1));
+}
+END_TEST
+
 static Suite *xfrm_suite(void)
 {
 	Suite *s = suite_create("xfrm");
@@ -1437,6 +1490,7 @@ static Suite *xfrm_suite(void)
 	tcase_add_test(tc, test_unaligned);
 	tcase_add_test(tc, test_describe);
 	tcase_add_test(tc, test_describe_no_keys);
+	tcase_add_test(tc, test_nl_msg_ok);
 	suite_add_tcase(s, tc);
 	return s;
 }

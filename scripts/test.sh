@@ -1,8 +1,10 @@
 #!/bin/bash
 # Every test tokend has: installs what is missing, builds with gcc and clang
 # (warnings are errors), runs the unit tests plainly, under ASan+UBSan and
-# under valgrind, then the integration tests on the real kernel in private
-# network namespaces. Run as root on Debian 12.
+# under valgrind, the libFuzzer harnesses briefly, then the integration tests
+# on the real kernel in private network namespaces (and once more with the
+# daemon under ASan+UBSan) and the IPsec tests in User-Mode Linux. Run as
+# root on Debian 12.
 set -eu
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -35,6 +37,9 @@ for t in build/tests/test_*; do
         "$t" >/dev/null || { echo "valgrind: $t failed"; exit 1; }
     echo "valgrind clean: $(basename "$t")"
 done
+
+step "fuzzing: seeds and regressions, then 20 s per harness (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 20
 
 step "unit and integration tests"
 ctest --test-dir build --output-on-failure

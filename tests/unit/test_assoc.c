@@ -399,6 +399,26 @@ START_TEST(test_orphans_removed_foreign_untouched_released_kept)
 }
 END_TEST
 
+/* The orphan shows up (again) at t: tokend plans its removal, the kernel
+ * does it. */
+static void orphan_back_and_removed(const struct xfrm_sa *orphan, uint64_t t)
+{
+	struct assoc_action *v = NULL;
+	int n;
+
+	assocs_sa_seen(m, orphan, t);
+	n = plan(t, false, &v);
+	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
+	for (int i = 0; i < n; i++) {
+		struct nl_ack ack = {0};
+
+		assocs_action_done(m, &v[i], &ack, t);
+		if (v[i].op == ASSOC_OP_DEL_SA)
+			assocs_sa_gone(m, &v[i].sa, t);
+	}
+	assoc_actions_free(v, (size_t)n);
+}
+
 /* An orphan that comes back after every removal is someone else's (a second
  * tokend with the same reqid-base): after three removals within the window
  * tokend leaves it alone, and tries once more when the quiet time is over. */
@@ -416,20 +436,8 @@ START_TEST(test_orphan_that_keeps_coming_back_is_left_alone)
 	n = plan(t, true, &v);
 	kernel_accepts(v, n);
 	assoc_actions_free(v, (size_t)n);
-	for (int round = 0; round < 3; round++) {
-		assocs_sa_seen(m, &orphan, t); /* someone puts it back */
-		n = plan(t, false, &v);
-		ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
-		for (int i = 0; i < n; i++) {
-			struct nl_ack ack = {0};
-
-			assocs_action_done(m, &v[i], &ack, t);
-			if (v[i].op == ASSOC_OP_DEL_SA)
-				assocs_sa_gone(m, &v[i].sa, t);
-		}
-		assoc_actions_free(v, (size_t)n);
-		t += 2000000;
-	}
+	for (int round = 0; round < 3; round++, t += 2000000)
+		orphan_back_and_removed(&orphan, t); /* someone puts it back */
 	assocs_sa_seen(m, &orphan, t);
 	n = plan(t, false, &v);
 	ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 0);
@@ -458,20 +466,8 @@ START_TEST(test_orphan_removed_now_and_then_is_always_removed)
 	n = plan(t, true, &v);
 	kernel_accepts(v, n);
 	assoc_actions_free(v, (size_t)n);
-	for (int round = 0; round < 6; round++) {
-		assocs_sa_seen(m, &orphan, t);
-		n = plan(t, false, &v);
-		ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_SA), 1);
-		for (int i = 0; i < n; i++) {
-			struct nl_ack ack = {0};
-
-			assocs_action_done(m, &v[i], &ack, t);
-			if (v[i].op == ASSOC_OP_DEL_SA)
-				assocs_sa_gone(m, &v[i].sa, t);
-		}
-		assoc_actions_free(v, (size_t)n);
-		t += 31000000;
-	}
+	for (int round = 0; round < 6; round++, t += 31000000)
+		orphan_back_and_removed(&orphan, t);
 }
 END_TEST
 

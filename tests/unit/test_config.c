@@ -331,7 +331,10 @@ static const struct error_case {
 } error_cases[] = {
     {"[tokend]\nsocket = /run/x.sock\nfoo = 1\n", 3, "unknown key \"foo\" in section [tokend]"},
     /* 92 characters: with ".PID.tmp" it would not fit in sun_path. */
-    {"[tokend]\nsocket = /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", 2, "a socket path has at most 91 characters"},
+    {"[tokend]\nsocket = "
+     "/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "\n",
+     2, "a socket path has at most 91 characters"},
     {"[global]\nfoo = 1\n", 2, "unknown key \"foo\" in section [global]"},
     {"[tokend]\n\n[bar]\nx = 1\ny = 2\n", 3, "unknown section [bar]"},
     {"[tokens]\n\nveth0 = 1::5\n", 3,

@@ -512,11 +512,11 @@ START_TEST(test_serialize_non_utf8)
 		const char *in, *want;
 	} cases[] = {
 	    {"d\xff", "d\\u00ff"},
-	    {"caf\xc3\xa9", "caf\xc3\xa9"},		   /* é: valid */
-	    {"\xc3", "\\u00c3"},			   /* cut short */
-	    {"\xc0\xaf", "\\u00c0\\u00af"},		   /* overlong '/' */
-	    {"\xed\xa0\x80", "\\u00ed\\u00a0\\u0080"}, /* a surrogate */
-	    {"\xf0\x9f\x98\x80x", "\xf0\x9f\x98\x80x"},	   /* U+1F600 */
+	    {"caf\xc3\xa9", "caf\xc3\xa9"},			  /* é: valid */
+	    {"\xc3", "\\u00c3"},				  /* cut short */
+	    {"\xc0\xaf", "\\u00c0\\u00af"},			  /* overlong '/' */
+	    {"\xed\xa0\x80", "\\u00ed\\u00a0\\u0080"},		  /* a surrogate */
+	    {"\xf0\x9f\x98\x80x", "\xf0\x9f\x98\x80x"},		  /* U+1F600 */
 	    {"\xf4\x90\x80\x80", "\\u00f4\\u0090\\u0080\\u0080"}, /* past U+10FFFF */
 	};
 

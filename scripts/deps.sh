@@ -10,6 +10,7 @@ PACKAGES=(
     radvd strace valgrind
     user-mode-linux kmod iputils-ping mount
     systemd man-db groff-base acl bash-completion
+    libclang-rt-14-dev llvm-14
 )
 
 missing=()

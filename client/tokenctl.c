@@ -1535,6 +1535,23 @@ static void print_str_line(json_object *params, const char *key, const char *lab
 	fputc('\n', stdout);
 }
 
+/* " (2 applied, 1 blocked)" and the end of the line: the states of counts
+ * with something in them, in the order given. */
+static void print_state_counts(json_object *counts, const char *const *states, size_t n)
+{
+	const char *sep = " (";
+
+	for (size_t i = 0; counts && i < n; i++) {
+		json_object *v = get_typed(counts, states[i], json_type_int);
+
+		if (!v || json_object_get_int64(v) == 0)
+			continue;
+		printf("%s%lld %s", sep, (long long)json_object_get_int64(v), states[i]);
+		sep = ", ";
+	}
+	puts(sep[0] == ',' ? ")" : "");
+}
+
 /* "tokens: 3 held (2 applied, 1 blocked)": states with nothing in them are
  * left out. */
 static void print_counts(json_object *counts)
@@ -1544,21 +1561,12 @@ static void print_counts(json_object *counts)
 	    "applied", "pending", "absent", "blocked", "unsupported", "contested", "removing",
 	};
 	json_object *held = get_typed(counts, "held", json_type_int);
-	const char *sep = " (";
 
 	if (!counts)
 		return;
 	print_key("tokens:");
 	printf("%lld held", held ? (long long)json_object_get_int64(held) : 0LL);
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-		json_object *v = get_typed(counts, states[i], json_type_int);
-
-		if (!v || json_object_get_int64(v) == 0)
-			continue;
-		printf("%s%lld %s", sep, (long long)json_object_get_int64(v), states[i]);
-		sep = ", ";
-	}
-	puts(sep[0] == ',' ? ")" : "");
+	print_state_counts(counts, states, sizeof(states) / sizeof(states[0]));
 }
 
 static void print_config_files(json_object *files)
@@ -1585,21 +1593,12 @@ static void print_assoc_counts(json_object *params)
 	static const char *const states[] = {"up", "pending", "error", "conflict", "released"};
 	json_object *n = get_typed(params, "associations", json_type_int);
 	json_object *counts = get_typed(params, "association_counts", json_type_object);
-	const char *sep = " (";
 
 	if (!n)
 		return;
 	print_key("associations:");
 	printf("%lld", (long long)json_object_get_int64(n));
-	for (size_t i = 0; counts && i < sizeof(states) / sizeof(states[0]); i++) {
-		json_object *v = get_typed(counts, states[i], json_type_int);
-
-		if (!v || json_object_get_int64(v) == 0)
-			continue;
-		printf("%s%lld %s", sep, (long long)json_object_get_int64(v), states[i]);
-		sep = ", ";
-	}
-	puts(sep[0] == ',' ? ")" : "");
+	print_state_counts(counts, states, sizeof(states) / sizeof(states[0]));
 }
 
 static void print_last_error(json_object *e)

@@ -58,9 +58,9 @@ in_list() { grep -qxF -- "$1" <<<"$2"; }
 # The words of every .TP tag of a page, one per line, as "SECTION<TAB>WORD":
 # the line after .TP with its macro, font escapes, \- and \& and quotes
 # resolved, split at blanks and at | [ ] , = ( ). SECTION is the .SH the tag
-# is under.
+# is under. With "first", only the first word of each tag.
 tp_words() {
-    awk '
+    awk -v first="${2:-}" '
         /^\.SH / { sh = substr($0, 5); gsub(/"/, "", sh); next }
         /^\.TP/ { tag = 1; next }
         tag {
@@ -73,27 +73,11 @@ tp_words() {
             gsub(/"/, " ", line)
             n = split(line, w, /[][ |,=()]+/)
             for (i = 1; i <= n; i++)
-                if (w[i] != "")
+                if (w[i] != "") {
                     print sh "\t" w[i]
-        }' "$1"
-}
-
-# The first word of every .TP tag, as "SECTION<TAB>WORD".
-tp_first() {
-    awk '
-        /^\.SH / { sh = substr($0, 5); gsub(/"/, "", sh); next }
-        /^\.TP/ { tag = 1; next }
-        tag {
-            tag = 0
-            line = $0
-            sub(/^\.[A-Z][A-Z]? */, "", line)
-            gsub(/\\f[BIRP]/, "", line)
-            gsub(/\\-/, "-", line)
-            gsub(/\\&/, "", line)
-            gsub(/"/, " ", line)
-            split(line, w, /[][ |,=()]+/)
-            for (i = 1; w[i] == "" && i < 5; i++) ;
-            print sh "\t" w[i]
+                    if (first)
+                        break
+                }
         }' "$1"
 }
 
@@ -206,7 +190,7 @@ code_keys() {
 }
 
 C5=$MANDIR/tokend.conf.5
-CONF_TAGS=$(tp_first "$C5")
+CONF_TAGS=$(tp_words "$C5" first)
 # Sections of the sample config, commented [sa NAME] headers included, and
 # its "#key = value" lines as "SECTION<TAB>KEY<TAB>VALUE" (inline comment cut).
 CONF_LINES=$(awk '

@@ -419,23 +419,33 @@ static void orphan_back_and_removed(const struct xfrm_sa *orphan, uint64_t t)
 	assoc_actions_free(v, (size_t)n);
 }
 
+/* "web" installed in an empty kernel at t = 1 s; the orphan the orphan
+ * tests play with: an SA in tokend's reqid range of no association. */
+static struct xfrm_sa orphan_test_start(void)
+{
+	struct assoc_def d = def("web", 7);
+	struct assoc_action *v = NULL;
+	int n;
+
+	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+	synced_empty_kernel();
+	n = plan(1000000, true, &v);
+	kernel_accepts(v, n);
+	assoc_actions_free(v, (size_t)n);
+	return (struct xfrm_sa){
+	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+}
+
 /* An orphan that comes back after every removal is someone else's (a second
  * tokend with the same reqid-base): after three removals within the window
  * tokend leaves it alone, and tries once more when the quiet time is over. */
 START_TEST(test_orphan_that_keeps_coming_back_is_left_alone)
 {
-	struct assoc_def d = def("web", 7);
 	struct assoc_action *v = NULL;
-	struct xfrm_sa orphan = {
-	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+	struct xfrm_sa orphan = orphan_test_start();
 	uint64_t t = 1000000;
 	int n;
 
-	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
-	synced_empty_kernel();
-	n = plan(t, true, &v);
-	kernel_accepts(v, n);
-	assoc_actions_free(v, (size_t)n);
 	for (int round = 0; round < 3; round++, t += 2000000)
 		orphan_back_and_removed(&orphan, t); /* someone puts it back */
 	assocs_sa_seen(m, &orphan, t);
@@ -454,18 +464,9 @@ END_TEST
 /* Removals far apart are ordinary clean-up, never a contest. */
 START_TEST(test_orphan_removed_now_and_then_is_always_removed)
 {
-	struct assoc_def d = def("web", 7);
-	struct assoc_action *v = NULL;
-	struct xfrm_sa orphan = {
-	    .family = AF_INET, .proto = IPPROTO_ESP, .spi = 0x01006300u, .reqid = REQID_BASE + 99};
+	struct xfrm_sa orphan = orphan_test_start();
 	uint64_t t = 1000000;
-	int n;
 
-	ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
-	synced_empty_kernel();
-	n = plan(t, true, &v);
-	kernel_accepts(v, n);
-	assoc_actions_free(v, (size_t)n);
 	for (int round = 0; round < 6; round++, t += 31000000)
 		orphan_back_and_removed(&orphan, t);
 }

@@ -26,7 +26,7 @@ struct obs_sa {
 	bool key_ok;	      /* its key is the derivation for (direction, gen) */
 	bool seen;	      /* in the current dump (mark and sweep) */
 	int64_t rx_at;	      /* wall clock of the read that saw its packet counter move */
-	unsigned rx_streak;   /* reads in a row that saw it move: traffic flowing */
+	unsigned rx_streak;   /* reads that saw it move, with no quiet half interval */
 	uint64_t planned_add; /* the add time its time limits were computed from */
 };
 
@@ -1811,12 +1811,18 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 	struct xfrm_lifetime_cur known = o->sa.cur;
 	bool rx = trust_cur && sa->cur.packets > 0 && (fresh || sa->cur.packets != known.packets);
 
-	if (rx)
+	/* A read that follows the last movement closely (a reconcile's dump
+	 * right after a counter read) may see no new packet at 20 a second:
+	 * not a gap. Half an interval without one is (reads are an interval
+	 * apart, give or take a millisecond). */
+	int64_t quiet = m->wall - o->rx_at;
+
+	if (rx) {
 		o->rx_at = m->wall;
-	if (rx)
 		o->rx_streak++;
-	else if (trust_cur)
+	} else if (trust_cur && quiet >= (int64_t)(m->set.counter_interval_usec / 2000)) {
 		o->rx_streak = 0;
+	}
 	sa_copy(&o->sa, sa);
 	if (!trust_cur)
 		o->sa.cur = known;

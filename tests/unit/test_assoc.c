@@ -1073,6 +1073,49 @@ START_TEST(test_peer_behind_reported_and_recovers)
 }
 END_TEST
 
+/* A dump right after a counter read sees no new packet (20 a second, 50 ms
+ * apart): that is no gap in the traffic, and a peer behind is still found
+ * (the UML rotation test missed it when a reconcile's dump followed the
+ * counter read in the last interval before the overlap ended). */
+START_TEST(test_peer_behind_close_reads)
+{
+	struct assoc_def d = clock_def();
+	int64_t s101 = assoc_gen_start_ms(&d, 101);
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	peer_packets(100, 10, s101 - 950);
+	peer_packets(100, 30, s101 + 50);
+	peer_packets(100, 50, s101 + 1050);
+	peer_packets(100, 50, s101 + 1080);
+	assocs_set_wallclock(m, s101 + 2000);
+	converge(2 * SEC);
+	assert_peer("up", true);
+	peer_packets(101, 5, s101 + 3500);
+	converge(3 * SEC);
+	assert_peer("error", false);
+}
+END_TEST
+
+/* A lone packet now and then (a keepalive) is not traffic across a
+ * boundary: a read a whole interval later saw nothing new. */
+START_TEST(test_peer_keepalive_not_flowing)
+{
+	struct assoc_def d = clock_def();
+	int64_t s101 = assoc_gen_start_ms(&d, 101);
+
+	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
+	peer_packets(100, 1, s101 - 1950);
+	peer_packets(100, 1, s101 - 950);
+	peer_packets(100, 2, s101 + 50);
+	peer_packets(100, 2, s101 + 1050);
+	assocs_set_wallclock(m, s101 + 2000);
+	converge(2 * SEC);
+	peer_packets(101, 3, s101 + 9000);
+	converge(3 * SEC);
+	assert_peer("up", true);
+}
+END_TEST
+
 /* Peers in step whose counters are read late are not reported. */
 START_TEST(test_peer_on_time_not_reported)
 {
@@ -1400,6 +1443,8 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_restart_mid_rotation_resumes);
 	tcase_add_test(tc, test_schedule_redefine_checked);
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
+	tcase_add_test(tc, test_peer_behind_close_reads);
+	tcase_add_test(tc, test_peer_keepalive_not_flowing);
 	tcase_add_test(tc, test_peer_on_time_not_reported);
 	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_late_add_is_an_adjustment);

@@ -1036,7 +1036,7 @@ bool assoc_secret_retired(const struct assoc_def *d, size_t k, uint64_t lo)
 
 /* Load the base secret and those of the schedule lines. A secret whose
  * generations are all behind may be missing: it was retired. */
-static void load_secrets(const struct assocs *m, struct assoc *a)
+static void load_secrets(const struct assocs *m, struct assoc *a, struct keys_cache *cache)
 {
 	uint64_t lo = live_floor(m, a);
 
@@ -1051,7 +1051,7 @@ static void load_secrets(const struct assocs *m, struct assoc *a)
 		a->secret_errors[k] = NULL;
 		if (k > 0 && !a->def.sched[k - 1].has_secret)
 			continue;
-		if (keys_secret_load(path, &a->secrets[k], &err) == 0)
+		if (keys_cache_load(cache, path, &a->secrets[k], &err) == 0)
 			continue;
 		a->secret_errors[k] = strdup(err ? err : "cannot load the secret");
 		free(err);
@@ -1176,17 +1176,37 @@ static bool def_changed_keys(const struct assoc_def *a, const struct assoc_def *
 	       strcmp(a->secret_path, b->secret_path) != 0 || a->mode != b->mode;
 }
 
-int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
+/* The same secret file for every schedule line (so for every generation). */
+static bool same_secret_files(const struct assoc_def *a, const struct assoc_def *b)
+{
+	if (a->n_sched != b->n_sched)
+		return false;
+	for (size_t k = 0; k <= a->n_sched; k++)
+		if ((k > 0 && a->sched[k - 1].has_secret != b->sched[k - 1].has_secret) ||
+		    (k > 0 && a->sched[k - 1].from != b->sched[k - 1].from) ||
+		    strcmp(secret_path_of(a, k), secret_path_of(b, k)) != 0)
+			return false;
+	return true;
+}
+
+static int set_defs(struct assocs *m, const struct assoc_def *defs, size_t n, bool reread)
 {
 	struct assoc **v = calloc(n ? n : 1, sizeof(*v));
+	struct keys_cache *cache = NULL;
 
 	if (!v)
 		return -ENOMEM;
+	(void)keys_cache_new(&cache); /* without one, each file is read per association */
 	for (size_t i = 0; i < n; i++) {
 		struct assoc *old = find_name(m, defs[i].name);
 		bool changed = !old || def_changed_keys(&old->def, &defs[i]);
 
-		if (!changed) {
+		if (!changed && !reread && same_secret_files(&old->def, &defs[i])) {
+			/* Same files, read before: a runtime change elsewhere
+			 * does not read every association's secret again (a
+			 * reload does). */
+			old->def = defs[i];
+		} else if (!changed) {
 			char before[1 + ASSOC_SCHEDULE_MAX][17], after[17];
 			char paths[1 + ASSOC_SCHEDULE_MAX][256];
 			size_t n_before = 0;
@@ -1199,7 +1219,7 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 						 secret_path_of(&old->def, k));
 				}
 			old->def = defs[i];
-			load_secrets(m, old); /* the file may have been replaced */
+			load_secrets(m, old, cache); /* the file may have been replaced */
 			/* A secret file replaced in place: none of the SAs
 			 * keyed from the old one may stay. A schedule line
 			 * naming a new file changes nothing installed. */
@@ -1229,6 +1249,7 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 					    v[j] != find_name(m, v[j]->def.name))
 						assoc_free(v[j]);
 				free(v);
+				keys_cache_free(cache);
 				return -ENOMEM;
 			}
 			v[i]->def = defs[i];
@@ -1251,10 +1272,11 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 						break;
 					}
 			}
-			load_secrets(m, v[i]);
+			load_secrets(m, v[i], cache);
 		}
 		mark(m, v[i]);
 	}
+	keys_cache_free(cache);
 	/* Retire the associations that are gone or were redefined. */
 	for (size_t i = 0; i < m->n; i++) {
 		bool kept = false;
@@ -1273,6 +1295,16 @@ int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
 	m->n = n;
 	m->any_dirty = true;
 	return 0;
+}
+
+int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
+{
+	return set_defs(m, defs, n, true);
+}
+
+int assocs_update_defs(struct assocs *m, const struct assoc_def *defs, size_t n)
+{
+	return set_defs(m, defs, n, false);
 }
 
 static uint64_t window_hi(const struct assocs *m, const struct assoc *a);

@@ -184,6 +184,9 @@ void assocs_set_settings(struct assocs *m, const struct assocs_settings *s);
  * here; a definition whose secret cannot be loaded keeps its policies (so
  * traffic is blocked, never sent in the clear) and reports the error. */
 int assocs_set_defs(struct assocs *m, const struct assoc_def *defs, size_t n);
+/* The same for a runtime change: secrets are loaded for new or redefined
+ * associations only; the others keep what they hold. */
+int assocs_update_defs(struct assocs *m, const struct assoc_def *defs, size_t n);
 /* Generations from the state file, before the first plan. */
 void assocs_set_generations(struct assocs *m, const struct assoc_gen_record *v, size_t n);
 /* The generations to write to the state file. *ret is malloc'd. */

@@ -67,6 +67,7 @@ enum prev_key {
 struct parse_ctx {
 	struct config *c;
 	struct config_errors *errs; /* may be NULL */
+	struct keys_cache *secrets; /* each secret file checked once per load */
 	size_t n_errors;
 	bool oom;
 	size_t tokens_cap;
@@ -945,7 +946,7 @@ static void sa_check_one_secret(struct parse_ctx *ctx, const struct assoc_def *d
 	struct keys_secret *secret = NULL;
 	char *err = NULL;
 
-	if (keys_secret_load(path, &secret, &err) < 0)
+	if (keys_cache_load(ctx->secrets, path, &secret, &err) < 0)
 		add_error(ctx, file, line, "association %s: %s", d->name,
 			  err ? err : "cannot load the secret");
 	keys_secret_free(secret);
@@ -1498,18 +1499,22 @@ int config_load(const char *path, const char *dropin_dir, bool must_exist, struc
 	if (!ctx.c)
 		return -ENOMEM;
 
+	(void)keys_cache_new(&ctx.secrets); /* without it, files are read per association */
 	r = parse_file(&ctx, path);
 	if (r == -ENOENT && must_exist)
 		add_error(&ctx, path, 0, "config file %s does not exist", path);
 
 	if (!dropin_dir) {
 		if (asprintf(&dir, "%s.d", path) < 0) {
+			keys_cache_free(ctx.secrets);
 			config_free(ctx.c);
 			return -ENOMEM;
 		}
 		dropin_dir = dir;
 	}
 	parse_dropins(&ctx, dropin_dir);
+	keys_cache_free(ctx.secrets);
+	ctx.secrets = NULL;
 	free(dir);
 
 	check_settings(&ctx);

@@ -992,8 +992,10 @@ fail:
 }
 
 /* Config and runtime definitions together. A runtime one that the config
- * now declares (by name or number) gives way to it. */
-static int apply_assoc_defs(struct daemon *d)
+ * now declares (by name or number) gives way to it. At start and on reload
+ * every secret file is read again; a runtime change reads only those of the
+ * associations it adds or redefines. */
+static int apply_assoc_defs(struct daemon *d, bool reread_secrets)
 {
 	const struct store_state *st = tokens_state(d->tokens);
 	size_t n = d->config->n_assocs;
@@ -1023,7 +1025,7 @@ static int apply_assoc_defs(struct daemon *d)
 		}
 		v[n++] = *rt;
 	}
-	r = assocs_set_defs(d->assocs, v, n);
+	r = reread_secrets ? assocs_set_defs(d->assocs, v, n) : assocs_update_defs(d->assocs, v, n);
 	free(v);
 	return r;
 }
@@ -1034,7 +1036,7 @@ static int load_assocs(struct daemon *d)
 	struct assoc_gen_record *gens;
 	int r;
 
-	r = apply_assoc_defs(d);
+	r = apply_assoc_defs(d, true);
 	if (r < 0)
 		return r;
 	gens = calloc(st->n_generations ? st->n_generations : 1, sizeof(*gens));
@@ -1118,7 +1120,7 @@ static int reload(struct daemon *d)
 	tokens_set_config(d->tokens, c);
 	apply_settings(d);
 	adopt_config_into_state(d);
-	if (apply_assoc_defs(d) < 0)
+	if (apply_assoc_defs(d, true) < 0)
 		event_emit(LOG_ERR, EVENT_DAEMON, NULL, "reload-failed",
 			   "out of memory while reloading associations");
 	config_free(old);
@@ -2052,7 +2054,7 @@ static int change_runtime_assocs(struct daemon *d, const char *remove, const str
 	r = commit_state(d, &next, err);
 	if (r < 0)
 		return r;
-	r = apply_assoc_defs(d);
+	r = apply_assoc_defs(d, false);
 	if (r == 0)
 		r = save_generations(d);
 	xfrm_reconcile(d, false);

@@ -8,7 +8,9 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <search.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+
+#include "text.h"
 
 /* A secret file is 128 hex digits and a newline at most; anything much bigger
  * is not a secret file, and reading it would only hold more bytes that might
@@ -66,6 +70,7 @@ static const struct keys_algorithm_info keys_algorithms[] = {
 /* The whole structure lives at the start of its own locked, undumpable
  * mapping, so the secret bytes never touch the malloc heap. */
 struct keys_secret {
+	unsigned refs;
 	size_t len;
 	uint8_t bytes[KEYS_SECRET_MAX];
 };
@@ -156,11 +161,21 @@ static int keys_secret_new(struct keys_secret **ret)
 		return r;
 	/* Fresh anonymous pages are zero; len 0 marks it empty. */
 	*ret = p;
+	(*ret)->refs = 1;
 	return 0;
+}
+
+struct keys_secret *keys_secret_ref(struct keys_secret *s)
+{
+	if (s)
+		s->refs++;
+	return s;
 }
 
 void keys_secret_free(struct keys_secret *s)
 {
+	if (!s || --s->refs > 0)
+		return;
 	keys_secure_free(s, sizeof(*s));
 }
 
@@ -311,7 +326,7 @@ static int keys_hex_value(unsigned char c)
 }
 
 /* Checks and decodes the file's text into a new secret. */
-static int keys_secret_parse(const char *path, const char *text, size_t len,
+static int keys_secret_parse(const char *name, const char *text, size_t len,
 			     struct keys_secret **ret, char **ret_error)
 {
 	struct keys_secret *s;
@@ -325,14 +340,14 @@ static int keys_secret_parse(const char *path, const char *text, size_t len,
 			keys_set_error(ret_error,
 				       "%s: not hexadecimal: only the digits 0-9, a-f, A-F and "
 				       "one final newline may appear",
-				       path);
+				       name);
 			return -EINVAL;
 		}
 	if (digits < 2 * KEYS_SECRET_MIN || digits > 2 * KEYS_SECRET_MAX) {
 		keys_set_error(ret_error,
 			       "%s: expected %d to %d hexadecimal digits (%d to %d bytes), "
 			       "found %zu",
-			       path, 2 * KEYS_SECRET_MIN, 2 * KEYS_SECRET_MAX, KEYS_SECRET_MIN,
+			       name, 2 * KEYS_SECRET_MIN, 2 * KEYS_SECRET_MAX, KEYS_SECRET_MIN,
 			       KEYS_SECRET_MAX, digits);
 		return -EINVAL;
 	}
@@ -340,13 +355,13 @@ static int keys_secret_parse(const char *path, const char *text, size_t len,
 		keys_set_error(ret_error,
 			       "%s: found %zu hexadecimal digits, an odd number: every byte "
 			       "is two digits",
-			       path, digits);
+			       name, digits);
 		return -EINVAL;
 	}
 
 	r = keys_secret_new(&s);
 	if (r < 0) {
-		keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+		keys_set_error(ret_error, "%s: %s", name, strerror(-r));
 		return r;
 	}
 	/* Straight into locked memory: no decode buffer to forget. */
@@ -382,6 +397,8 @@ static int keys_read_all(int fd, char *buf, size_t size, size_t *ret_len)
 
 int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_error)
 {
+	struct text_quoted quoted;
+	const char *name;
 	struct stat st;
 	bool in_creds;
 	void *buf = NULL;
@@ -397,6 +414,8 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 		keys_set_error(ret_error, "no secret file name given");
 		return -EINVAL;
 	}
+	/* Messages name the file escaped: a name is one printable line. */
+	name = text_quote(&quoted, path);
 
 	/* O_NONBLOCK: a FIFO put in place of the file must not hang the daemon
 	 * in open(); it has no effect on the regular file we accept. */
@@ -411,7 +430,7 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 				keys_set_error(ret_error,
 					       "%s: not a regular file: a symbolic link, which is "
 					       "not followed (name the file itself)",
-					       path);
+					       name);
 				return r;
 			}
 		}
@@ -421,20 +440,20 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 			    "%s: %s (tokend runs as uid %u: the file and every directory "
 			    "above it must let that user in; or hand it over with "
 			    "LoadCredential= and name it credential:NAME)",
-			    path, strerror(-r), (unsigned)geteuid());
+			    name, strerror(-r), (unsigned)geteuid());
 		else
-			keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+			keys_set_error(ret_error, "%s: %s", name, strerror(-r));
 		return r;
 	}
 
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
-		keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+		keys_set_error(ret_error, "%s: %s", name, strerror(-r));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
 		r = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-		keys_set_error(ret_error, "%s: not a regular file%s", path,
+		keys_set_error(ret_error, "%s: not a regular file%s", name,
 			       S_ISDIR(st.st_mode) ? ": a directory" : "");
 		goto out;
 	}
@@ -448,7 +467,7 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 	if (st.st_uid != geteuid() && !(in_creds && st.st_uid == 0)) {
 		r = -EPERM;
 		keys_set_error(ret_error, "%s: owned by uid %u, not by uid %u that tokend runs as",
-			       path, (unsigned)st.st_uid, (unsigned)geteuid());
+			       name, (unsigned)st.st_uid, (unsigned)geteuid());
 		goto out;
 	}
 	if ((st.st_mode & (in_creds ? 027 : 077)) != 0) {
@@ -458,7 +477,7 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 					  "not be writable by group or accessible by others"
 					: "%s: permissions %04o are too open: the file must not be "
 					  "accessible by group or others (chmod 600 it)",
-			       path, (unsigned)(st.st_mode & 07777));
+			       name, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
 	/* In the credentials directory a group read bit is allowed only as the
@@ -471,39 +490,149 @@ int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_erro
 			keys_set_error(ret_error,
 				       "%s: permissions %04o: readable by %s, not only by uid %u "
 				       "that tokend runs as",
-				       path, (unsigned)(st.st_mode & 07777),
+				       name, (unsigned)(st.st_mode & 07777),
 				       who ? who : "its group", (unsigned)geteuid());
 			goto out;
 		}
 	}
 	if (st.st_size > KEYS_FILE_MAX) {
 		r = -EINVAL;
-		keys_set_error(ret_error, "%s: larger than %d bytes: not a secret file", path,
+		keys_set_error(ret_error, "%s: larger than %d bytes: not a secret file", name,
 			       KEYS_FILE_MAX);
 		goto out;
 	}
 
 	r = keys_secure_alloc(KEYS_FILE_MAX + 1, &buf);
 	if (r < 0) {
-		keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+		keys_set_error(ret_error, "%s: %s", name, strerror(-r));
 		goto out;
 	}
 	r = keys_read_all(fd, buf, KEYS_FILE_MAX + 1, &len);
 	if (r < 0) {
-		keys_set_error(ret_error, "%s: %s", path, strerror(-r));
+		keys_set_error(ret_error, "%s: %s", name, strerror(-r));
 		goto out;
 	}
 	if (len > KEYS_FILE_MAX) {
 		r = -EINVAL;
-		keys_set_error(ret_error, "%s: larger than %d bytes: not a secret file", path,
+		keys_set_error(ret_error, "%s: larger than %d bytes: not a secret file", name,
 			       KEYS_FILE_MAX);
 		goto out;
 	}
-	r = keys_secret_parse(path, buf, len, ret, ret_error);
+	r = keys_secret_parse(name, buf, len, ret, ret_error);
 out:
 	keys_secure_free(buf, KEYS_FILE_MAX + 1);
 	close(fd);
 	return r;
+}
+
+/* What loading one path gave. Looked up with glibc's hsearch_r; the table
+ * grows by being rebuilt at double the size. */
+struct keys_cache_entry {
+	char *path;
+	int r;
+	struct keys_secret *secret;
+	char *error;
+};
+
+struct keys_cache {
+	struct keys_cache_entry *v;
+	size_t n, size; /* entries; table capacity */
+	struct hsearch_data table;
+	bool table_live;
+};
+
+int keys_cache_new(struct keys_cache **ret)
+{
+	*ret = calloc(1, sizeof(**ret));
+	return *ret ? 0 : -ENOMEM;
+}
+
+void keys_cache_free(struct keys_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->v[i].path);
+		keys_secret_free(c->v[i].secret);
+		free(c->v[i].error);
+	}
+	if (c->table_live)
+		hdestroy_r(&c->table);
+	free(c->v);
+	free(c);
+}
+
+/* The table indexes entries by position (their array moves as it grows). */
+static int keys_cache_index(struct keys_cache *c, size_t size)
+{
+	if (c->table_live)
+		hdestroy_r(&c->table);
+	memset(&c->table, 0, sizeof(c->table));
+	c->table_live = false;
+	if (!hcreate_r(size, &c->table))
+		return -errno;
+	c->table_live = true;
+	c->size = size;
+	for (size_t i = 0; i < c->n; i++) {
+		ENTRY e = {.key = c->v[i].path, .data = (void *)(uintptr_t)i}, *found;
+
+		if (!hsearch_r(e, ENTER, &found, &c->table))
+			return -errno;
+	}
+	return 0;
+}
+
+static int keys_cache_answer(const struct keys_cache_entry *e, struct keys_secret **ret,
+			     char **ret_error)
+{
+	*ret = keys_secret_ref(e->secret);
+	if (ret_error)
+		*ret_error = e->error ? strdup(e->error) : NULL;
+	return e->r;
+}
+
+int keys_cache_load(struct keys_cache *c, const char *path, struct keys_secret **ret,
+		    char **ret_error)
+{
+	struct keys_cache_entry *e;
+	ENTRY want, *found = NULL;
+	int r;
+
+	if (!c || !path)
+		return keys_secret_load(path, ret, ret_error);
+	want.key = (char *)path;
+	want.data = NULL;
+	if (c->table_live && hsearch_r(want, FIND, &found, &c->table) && found)
+		return keys_cache_answer(&c->v[(uintptr_t)found->data], ret, ret_error);
+
+	/* Half full at most: hsearch_r slows down near its capacity. */
+	if (2 * (c->n + 1) > c->size) {
+		size_t size = c->size ? 2 * c->size : 64;
+		struct keys_cache_entry *v = realloc(c->v, size / 2 * sizeof(*v));
+
+		if (!v)
+			return keys_secret_load(path, ret, ret_error);
+		c->v = v;
+		/* Without a table, or with part of one, the cache just misses. */
+		if (keys_cache_index(c, size) < 0)
+			return keys_secret_load(path, ret, ret_error);
+	}
+	e = &c->v[c->n];
+	*e = (struct keys_cache_entry){.path = strdup(path)};
+	if (!e->path)
+		return keys_secret_load(path, ret, ret_error);
+	e->r = keys_secret_load(path, &e->secret, &e->error);
+	want.key = e->path;
+	want.data = (void *)(uintptr_t)c->n;
+	if (!hsearch_r(want, ENTER, &found, &c->table)) {
+		r = keys_cache_answer(e, ret, ret_error);
+		free(e->path);
+		keys_secret_free(e->secret);
+		free(e->error);
+		return r;
+	}
+	c->n++;
+	return keys_cache_answer(e, ret, ret_error);
 }
 
 void keys_secret_fingerprint(const struct keys_secret *s, char out[17])

@@ -58,7 +58,22 @@ struct keys_secret;
 int keys_secret_load(const char *path, struct keys_secret **ret, char **ret_error);
 /* For tests and tools: a secret from bytes (copied). */
 int keys_secret_from_bytes(const uint8_t *bytes, size_t len, struct keys_secret **ret);
-void keys_secret_free(struct keys_secret *s); /* wipes; NULL is fine */
+/* A secret is shared by reference: keys_secret_ref adds one, and
+ * keys_secret_free drops one, wiping the secret with the last. NULL is fine
+ * for both. */
+struct keys_secret *keys_secret_ref(struct keys_secret *s);
+void keys_secret_free(struct keys_secret *s);
+
+/* One pass over many associations (a config check, a reload) reads each
+ * secret file once: the cache remembers what loading each path gave, the
+ * secret (a new reference each time) or the error (a copy each time). Keep
+ * it only for the pass, so that a file replaced later is read again. */
+struct keys_cache;
+int keys_cache_new(struct keys_cache **ret);
+void keys_cache_free(struct keys_cache *c); /* drops its references */
+/* Like keys_secret_load; a NULL cache loads the file every time. */
+int keys_cache_load(struct keys_cache *c, const char *path, struct keys_secret **ret,
+		    char **ret_error);
 /* A non-secret fingerprint for logs and show: the first 8 bytes of
  * SHA-256("tokend-fingerprint-v1" || secret), as 16 hex digits. */
 void keys_secret_fingerprint(const struct keys_secret *s, char out[17]);

@@ -614,30 +614,46 @@ static struct assoc_def clock_def(void)
 }
 
 /* The outbound generation and whether its SA is in the plan's results. */
-static uint64_t out_gen_of(void)
+/* The sending generation of one association, or of the only one. */
+static uint64_t out_gen_named(const char *name)
 {
 	struct assoc_gen_record *g;
-	size_t n;
+	size_t n, i;
 	uint64_t v;
 
 	ck_assert_int_eq(assocs_get_generations(m, &g, &n), 0);
-	ck_assert_uint_eq(n, 1);
-	v = g[0].out_gen;
+	ck_assert_uint_ge(n, 1);
+	ck_assert(name || n == 1);
+	for (i = 0; name && i < n && strcmp(g[i].name, name) != 0; i++)
+		;
+	ck_assert_uint_lt(i, n);
+	v = g[i].out_gen;
 	free(g);
 	return v;
 }
 
-static json_object *show(json_object **keep, const char *path1, const char *path2)
+static uint64_t out_gen_of(void)
+{
+	return out_gen_named(NULL);
+}
+
+static json_object *show_named(json_object **keep, const char *name, const char *path1,
+			       const char *path2)
 {
 	json_object *arr, *o, *v = NULL;
 
-	ck_assert_int_eq(assocs_list_json(m, "web", &arr), 0);
+	ck_assert_int_eq(assocs_list_json(m, name, &arr), 0);
 	*keep = arr;
 	o = json_object_array_get_idx(arr, 0);
 	ck_assert(json_object_object_get_ex(o, path1, &v));
 	if (path2)
 		ck_assert(json_object_object_get_ex(v, path2, &v));
 	return v;
+}
+
+static json_object *show(json_object **keep, const char *path1, const char *path2)
+{
+	return show_named(keep, "web", path1, path2);
 }
 
 START_TEST(test_clock_generations)
@@ -1096,26 +1112,6 @@ START_TEST(test_peer_behind_close_reads)
 }
 END_TEST
 
-/* A lone packet now and then (a keepalive) is not traffic across a
- * boundary: a read a whole interval later saw nothing new. */
-START_TEST(test_peer_keepalive_not_flowing)
-{
-	struct assoc_def d = clock_def();
-	int64_t s101 = assoc_gen_start_ms(&d, 101);
-
-	steady_at(&d, assoc_gen_start_ms(&d, 100) + 10);
-	peer_packets(100, 1, s101 - 1950);
-	peer_packets(100, 1, s101 - 950);
-	peer_packets(100, 2, s101 + 50);
-	peer_packets(100, 2, s101 + 1050);
-	assocs_set_wallclock(m, s101 + 2000);
-	converge(2 * SEC);
-	peer_packets(101, 3, s101 + 9000);
-	converge(3 * SEC);
-	assert_peer("up", true);
-}
-END_TEST
-
 /* Peers in step whose counters are read late are not reported. */
 START_TEST(test_peer_on_time_not_reported)
 {
@@ -1362,6 +1358,38 @@ START_TEST(test_generations_outlive_redefinition)
 }
 END_TEST
 
+/* A runtime change (update) reads the secrets of what it adds, not those
+ * of every association again; a reload (set) does. */
+START_TEST(test_update_keeps_secrets)
+{
+	struct assoc_def d[2] = {def("web", 7), def("db", 8)};
+	FILE *f;
+
+	steady_at(&d[0], 0);
+	ck_assert_uint_eq(out_gen_named("web"), 0);
+	f = fopen(secret_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n", f);
+	fclose(f);
+	/* "db" is added at runtime: web keeps the secret it holds... */
+	ck_assert_int_eq(assocs_update_defs(m, d, 2), 0);
+	converge(SEC);
+	ck_assert_uint_eq(out_gen_named("web"), 0);
+	/* ...and "db" has one: it comes up. */
+	{
+		json_object *keep;
+
+		ck_assert_str_eq(json_object_get_string(show_named(&keep, "db", "state", NULL)),
+				 "up");
+		json_object_put(keep);
+	}
+	/* A reload reads the file again: new keys, a new generation. */
+	ck_assert_int_eq(assocs_set_defs(m, d, 2), 0);
+	converge(2 * SEC);
+	ck_assert_uint_eq(out_gen_named("web"), 1);
+}
+END_TEST
+
 /* A keepalive now and then is not traffic across a boundary: the next one,
  * long after, is not a peer out of step. */
 START_TEST(test_sparse_traffic_not_reported)
@@ -1444,7 +1472,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_schedule_redefine_checked);
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
 	tcase_add_test(tc, test_peer_behind_close_reads);
-	tcase_add_test(tc, test_peer_keepalive_not_flowing);
+	tcase_add_test(tc, test_update_keeps_secrets);
 	tcase_add_test(tc, test_peer_on_time_not_reported);
 	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_late_add_is_an_adjustment);

@@ -942,6 +942,87 @@ START_TEST(test_load_missing)
 }
 END_TEST
 
+/* A file name with a newline or bytes that are not text is named escaped:
+ * the message stays one printable line (found by fuzz_config). */
+START_TEST(test_load_name_escaped)
+{
+	struct keys_secret *s = NULL;
+	char path[128], *err = NULL;
+
+	snprintf(path, sizeof(path), "%s/two\nlines\x01\"q\xff.key", tmpdir);
+	ck_assert_int_eq(keys_secret_load(path, &s, &err), -ENOENT);
+	ck_assert_ptr_nonnull(err);
+	for (const char *p = err; *p; p++)
+		ck_assert_msg((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f,
+			      "byte 0x%02x in \"%s\"", (unsigned char)*p, err);
+	ck_assert_msg(strstr(err, "two\\x0alines\\x01\\\"q\\xff.key: No such file") != NULL, "%s",
+		      err);
+	free(err);
+}
+END_TEST
+
+/* A cache answers a path with the secret or the error it loaded the first
+ * time: one read per file per pass, shared by reference. */
+START_TEST(test_cache)
+{
+	struct keys_cache *c = NULL;
+	struct keys_secret *a = NULL, *b = NULL, *x = NULL;
+	char *err = NULL, *err2 = NULL;
+	char name[32];
+
+	ck_assert_int_eq(keys_cache_new(&c), 0);
+	write_text(tpath("c.key"), HEX32 "\n", 0600);
+	ck_assert_int_eq(keys_cache_load(c, tpath("c.key"), &a, &err), 0);
+	ck_assert_ptr_null(err);
+	/* Replaced: the cache still answers what it read (one pass). */
+	write_text(tpath("c.key"), HEX64 "\n", 0600);
+	ck_assert_int_eq(keys_cache_load(c, tpath("c.key"), &b, &err), 0);
+	ck_assert_ptr_eq(a, b);
+	keys_secret_free(b);
+	/* The error is remembered too, a copy each time. */
+	ck_assert_int_eq(keys_cache_load(c, tpath("none.key"), &x, &err), -ENOENT);
+	ck_assert_ptr_null(x);
+	ck_assert_int_eq(keys_cache_load(c, tpath("none.key"), &x, &err2), -ENOENT);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_ptr_nonnull(err2);
+	ck_assert_ptr_ne(err, err2);
+	ck_assert_str_eq(err, err2);
+	free(err);
+	free(err2);
+	/* Enough paths to make the table grow twice: each still found. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(name, sizeof(name), "g%d.key", i);
+		write_text(tpath(name), i % 2 ? HEX32 "\n" : HEX64 "\n", 0600);
+		ck_assert_int_eq(keys_cache_load(c, tpath(name), &x, NULL), 0);
+		keys_secret_free(x);
+	}
+	for (int i = 0; i < 200; i++) {
+		struct keys_secret *want;
+
+		snprintf(name, sizeof(name), "g%d.key", i);
+		unlink(tpath(name));
+		ck_assert_int_eq(keys_cache_load(c, tpath(name), &x, NULL), 0);
+		want = secret_hex(i % 2 ? HEX32 : HEX64);
+		fingerprint_eq(x, want);
+		keys_secret_free(want);
+		keys_secret_free(x);
+	}
+	/* The cache's reference goes; the caller's stays valid. */
+	keys_cache_free(c);
+	b = secret_hex(HEX32);
+	fingerprint_eq(a, b);
+	keys_secret_free(b);
+	keys_secret_free(a);
+	/* No cache: every call reads the file. */
+	ck_assert_int_eq(keys_cache_load(NULL, tpath("c.key"), &a, NULL), 0);
+	b = secret_hex(HEX64);
+	fingerprint_eq(a, b);
+	keys_secret_free(b);
+	keys_secret_free(a);
+	keys_cache_free(NULL);
+}
+END_TEST
+
 START_TEST(test_load_args)
 {
 	struct keys_secret *s = (struct keys_secret *)1;
@@ -1065,6 +1146,8 @@ static Suite *keys_suite(void)
 	tcase_add_test(tc, test_load_not_regular);
 	tcase_add_test(tc, test_load_bad_content);
 	tcase_add_test(tc, test_load_missing);
+	tcase_add_test(tc, test_load_name_escaped);
+	tcase_add_test(tc, test_cache);
 	tcase_add_test(tc, test_load_args);
 	tcase_add_test(tc, test_load_credentials);
 	suite_add_tcase(s, tc);

@@ -40,6 +40,8 @@ struct rotation_record {
 
 struct assoc {
 	struct assoc_def def;
+	bool keep;	    /* set_defs: the new set holds this very object */
+	bool name_lives_on; /* set_defs: the new set holds its name */
 	/* Secrets: [0] the base one, [i + 1] schedule line i (when it names one). */
 	struct keys_secret *secrets[1 + ASSOC_SCHEDULE_MAX];
 	char *secret_errors[1 + ASSOC_SCHEDULE_MAX];
@@ -111,6 +113,9 @@ struct assocs {
 	struct assocs_settings set;
 	struct assoc **v;
 	size_t n;
+	/* v sorted by name and by number, for lookups; NULL (linear search)
+	 * when they could not be allocated. */
+	struct assoc **by_name, **by_number;
 	struct orphan *orphans;
 	size_t n_orphans;
 	struct orphan_hist ohist[ORPHAN_HIST_MAX];
@@ -912,6 +917,8 @@ void assocs_free(struct assocs *m)
 	for (size_t i = 0; i < m->n; i++)
 		assoc_free(m->v[i]);
 	free(m->v);
+	free(m->by_name);
+	free(m->by_number);
 	free(m->orphans);
 	free(m->released);
 	free(m->history);
@@ -928,8 +935,60 @@ void assocs_set_degraded(struct assocs *m, bool degraded)
 	m->degraded = degraded;
 }
 
+static int by_name_cmp(const void *x, const void *y)
+{
+	return strcmp((*(struct assoc *const *)x)->def.name, (*(struct assoc *const *)y)->def.name);
+}
+
+static int by_number_cmp(const void *x, const void *y)
+{
+	uint32_t a = (*(struct assoc *const *)x)->def.number;
+	uint32_t b = (*(struct assoc *const *)y)->def.number;
+
+	return a < b ? -1 : a > b;
+}
+
+static int name_key_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, (*(struct assoc *const *)elem)->def.name);
+}
+
+static int number_key_cmp(const void *key, const void *elem)
+{
+	uint32_t a = *(const uint32_t *)key, b = (*(struct assoc *const *)elem)->def.number;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Every packet counter read and every kernel answer looks an association
+ * up: with thousands of them, a linear search per lookup would make each
+ * dump quadratic. */
+static void index_rebuild(struct assocs *m)
+{
+	free(m->by_name);
+	free(m->by_number);
+	m->by_name = m->n ? malloc(m->n * sizeof(*m->by_name)) : NULL;
+	m->by_number = m->n ? malloc(m->n * sizeof(*m->by_number)) : NULL;
+	if (!m->by_name || !m->by_number) {
+		free(m->by_name);
+		free(m->by_number);
+		m->by_name = m->by_number = NULL;
+		return;
+	}
+	memcpy(m->by_name, m->v, m->n * sizeof(*m->v));
+	memcpy(m->by_number, m->v, m->n * sizeof(*m->v));
+	qsort(m->by_name, m->n, sizeof(*m->by_name), by_name_cmp);
+	qsort(m->by_number, m->n, sizeof(*m->by_number), by_number_cmp);
+}
+
 static struct assoc *find_name(const struct assocs *m, const char *name)
 {
+	struct assoc **p;
+
+	if (m->by_name) {
+		p = bsearch(name, m->by_name, m->n, sizeof(*p), name_key_cmp);
+		return p ? *p : NULL;
+	}
 	for (size_t i = 0; i < m->n; i++)
 		if (strcmp(m->v[i]->def.name, name) == 0)
 			return m->v[i];
@@ -938,6 +997,12 @@ static struct assoc *find_name(const struct assocs *m, const char *name)
 
 static struct assoc *find_number(const struct assocs *m, uint32_t number)
 {
+	struct assoc **p;
+
+	if (m->by_number) {
+		p = bsearch(&number, m->by_number, m->n, sizeof(*p), number_key_cmp);
+		return p ? *p : NULL;
+	}
 	for (size_t i = 0; i < m->n; i++)
 		if (m->v[i]->def.number == number)
 			return m->v[i];
@@ -1197,9 +1262,14 @@ static int set_defs(struct assocs *m, const struct assoc_def *defs, size_t n, bo
 	if (!v)
 		return -ENOMEM;
 	(void)keys_cache_new(&cache); /* without one, each file is read per association */
+	for (size_t i = 0; i < m->n; i++)
+		m->v[i]->keep = m->v[i]->name_lives_on = false;
 	for (size_t i = 0; i < n; i++) {
 		struct assoc *old = find_name(m, defs[i].name);
 		bool changed = !old || def_changed_keys(&old->def, &defs[i]);
+
+		if (old)
+			old->name_lives_on = true;
 
 		if (!changed && !reread && same_secret_files(&old->def, &defs[i])) {
 			/* Same files, read before: a runtime change elsewhere
@@ -1241,6 +1311,7 @@ static int set_defs(struct assocs *m, const struct assoc_def *defs, size_t n, bo
 		}
 		if (!changed) {
 			v[i] = old;
+			old->keep = true;
 		} else {
 			v[i] = calloc(1, sizeof(**v));
 			if (!v[i]) {
@@ -1279,20 +1350,15 @@ static int set_defs(struct assocs *m, const struct assoc_def *defs, size_t n, bo
 	keys_cache_free(cache);
 	/* Retire the associations that are gone or were redefined. */
 	for (size_t i = 0; i < m->n; i++) {
-		bool kept = false;
-		for (size_t j = 0; j < n; j++)
-			kept |= v[j] == m->v[i];
-		if (!kept) {
-			bool lives_on = false;
-			for (size_t j = 0; j < n; j++)
-				lives_on |= strcmp(v[j]->def.name, m->v[i]->def.name) == 0;
-			assoc_retire(m, m->v[i], lives_on);
+		if (!m->v[i]->keep) {
+			assoc_retire(m, m->v[i], m->v[i]->name_lives_on);
 			assoc_free(m->v[i]);
 		}
 	}
 	free(m->v);
 	m->v = v;
 	m->n = n;
+	index_rebuild(m);
 	m->any_dirty = true;
 	return 0;
 }

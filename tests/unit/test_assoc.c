@@ -1390,6 +1390,66 @@ START_TEST(test_update_keeps_secrets)
 }
 END_TEST
 
+/* Many associations, declared in an order that is neither by name nor by
+ * number: every kernel answer and report reaches its own (lookups go
+ * through the sorted indexes), and a later set that drops some and redefines
+ * others keeps, retires and carries each one right. */
+START_TEST(test_many_lookups)
+{
+	enum { N = 300 };
+	struct assoc_def *d = calloc(N, sizeof(*d));
+	struct assoc_gen_record *g;
+	json_object *arr;
+	size_t n_g, w = 0;
+	char name[32];
+
+	ck_assert_ptr_nonnull(d);
+	for (int i = 0; i < N; i++) {
+		/* Numbers scattered over 1..65535, names in another order. */
+		snprintf(name, sizeof(name), "n%03d", (i * 7919) % N);
+		d[i] = def(name, (uint32_t)(1 + (i * 40503u) % 65535u));
+		d[i].remote.v4.s_addr = htonl(0xc6336400u + (uint32_t)i); /* 198.51.100.0 + i */
+		d[i].remote_net = d[i].remote;
+	}
+	ck_assert_int_eq(assocs_set_defs(m, d, N), 0);
+	synced_empty_kernel();
+	converge(SEC);
+	for (int i = 0; i < N; i++) {
+		json_object *o;
+
+		ck_assert_int_eq(assocs_list_json(m, d[i].name, &arr), 0);
+		o = json_object_array_get_idx(arr, 0);
+		ck_assert_str_eq(json_object_get_string(json_object_object_get(o, "state")), "up");
+		ck_assert_int_eq(json_object_get_int(json_object_object_get(o, "number")),
+				 (int)d[i].number);
+		json_object_put(arr);
+	}
+	/* Every third dropped, every fifth redefined (tunnel mode). */
+	for (int i = 0; i < N; i++) {
+		if (i % 3 == 0)
+			continue;
+		d[w] = d[i];
+		if (i % 5 == 0)
+			d[w].mode = XFRM_MODE_TUNNEL;
+		w++;
+	}
+	ck_assert_int_eq(assocs_update_defs(m, d, w), 0);
+	converge(2 * SEC);
+	ck_assert_uint_eq(assocs_count(m), w);
+	for (size_t i = 0; i < w; i++) {
+		ck_assert_int_eq(assocs_list_json(m, d[i].name, &arr), 0);
+		json_object_put(arr);
+	}
+	ck_assert_int_eq(assocs_list_json(m, "n000", &arr), -ENOENT);
+	/* The dropped ones' generations are kept as history, the rest live:
+	 * one record each. */
+	ck_assert_int_eq(assocs_get_generations(m, &g, &n_g), 0);
+	ck_assert_uint_eq(n_g, N);
+	free(g);
+	free(d);
+}
+END_TEST
+
 /* A keepalive now and then is not traffic across a boundary: the next one,
  * long after, is not a peer out of step. */
 START_TEST(test_sparse_traffic_not_reported)
@@ -1473,6 +1533,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_peer_behind_reported_and_recovers);
 	tcase_add_test(tc, test_peer_behind_close_reads);
 	tcase_add_test(tc, test_update_keeps_secrets);
+	tcase_add_test(tc, test_many_lookups);
 	tcase_add_test(tc, test_peer_on_time_not_reported);
 	tcase_add_test(tc, test_update_notification_does_not_loop);
 	tcase_add_test(tc, test_late_add_is_an_adjustment);

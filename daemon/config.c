@@ -204,6 +204,7 @@ struct config *config_new_default(void)
 	c->contest_window_usec = 30 * USEC_PER_SEC;
 	c->client_timeout_usec = 10 * USEC_PER_SEC;
 	c->max_clients = 1024;
+	c->reply_backlog_mib = 256;
 	c->log_level = LOG_INFO;
 	c->reqid_base = 0x746b0000u; /* "tk" */
 	c->policy_priority = 0x2800;
@@ -440,6 +441,8 @@ static void handle_tokend(struct parse_ctx *ctx, const char *name, const char *v
 		set_duration(ctx, name, &c->client_timeout_usec, value);
 	} else if (strcmp(name, "max-clients") == 0) {
 		set_number(ctx, name, &c->max_clients, value, 1, MAX_CLIENTS_MAX);
+	} else if (strcmp(name, "reply-backlog-mib") == 0) {
+		set_number(ctx, name, &c->reply_backlog_mib, value, 1, 65536);
 	} else if (strcmp(name, "reqid-base") == 0) {
 		unsigned long long v;
 		char *end;

@@ -85,6 +85,7 @@ struct config {
 	uint64_t contest_window_usec;
 	uint64_t client_timeout_usec;
 	unsigned max_clients;
+	unsigned reply_backlog_mib; /* unread replies of all clients together */
 	int log_level;
 
 	bool has_global;

@@ -1074,6 +1074,7 @@ static void note_start_only(const struct daemon *d, const struct config *old,
 	    {"admin-group", str_differs(old->admin_group, c->admin_group)},
 	    {"max-clients", old->max_clients != c->max_clients},
 	    {"client-timeout", old->client_timeout_usec != c->client_timeout_usec},
+	    {"reply-backlog-mib", old->reply_backlog_mib != c->reply_backlog_mib},
 	};
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
@@ -1320,6 +1321,7 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 			   .max_clients = d->config->max_clients,
 			   .listen_fds = d->opts.listen_fds,
 			   .client_timeout_usec = d->config->client_timeout_usec,
+			   .reply_backlog = (size_t)d->config->reply_backlog_mib << 20,
 		       },
 		       &d->server);
 	if (r < 0)

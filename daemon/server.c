@@ -20,7 +20,14 @@
 #include "log.h"
 #include "varlink.h"
 
-#define SERVER_MAX_OUTPUT (4 * 1024 * 1024)
+/* A connection gets its calls answered one at a time: the next call is read
+ * only once the reply before it has gone to the kernel. So one reply is all
+ * a connection holds, as large as what tokend holds (10,000 associations:
+ * about 15 MiB). The replies waiting for all clients together are capped
+ * (reply-backlog-mib); past that a call is answered with io.tokend.Busy. */
+/* Calls handled for one connection in one turn of the loop, so that a
+ * client with many calls in one write does not keep the others waiting. */
+#define SERVER_CALLS_PER_TURN 64
 /* A monitor may fall this far behind; all monitors together this far. */
 #define SERVER_MAX_MONITOR_BACKLOG  (1024 * 1024)
 #define SERVER_MAX_MONITORS_BACKLOG (32 * 1024 * 1024)
@@ -39,6 +46,7 @@ struct client {
 	bool more;	 /* the call being handled asked for several replies */
 	bool monitoring; /* gets every event until it hangs up */
 	bool eof;	 /* the client shut its side: read no more, answer what was asked */
+	bool unread;	 /* calls wait in the reader: handle them on the next turn */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -61,8 +69,10 @@ struct server {
 	struct client *clients;
 	unsigned n_clients;
 	unsigned n_monitors;
+	size_t queued;		       /* reply bytes not yet sent, all connections but monitors */
 	sd_event_source *accept_pause; /* out of descriptors: accept again later */
 	struct log_ratelimit accept_rl;
+	struct log_ratelimit busy_rl;
 };
 
 static void client_free(struct client *c)
@@ -81,6 +91,8 @@ static void client_free(struct client *c)
 	s->n_clients--;
 	if (c->monitoring)
 		s->n_monitors--;
+	else
+		s->queued -= c->out_len - c->out_off;
 	sd_event_source_disable_unref(c->io);
 	sd_event_source_disable_unref(c->timer);
 	close(c->fd);
@@ -91,8 +103,30 @@ static void client_free(struct client *c)
 
 /* --- output ------------------------------------------------------------ */
 
+static size_t client_backlog(const struct client *c)
+{
+	return c->out_len - c->out_off;
+}
+
+static void client_watch(struct client *c)
+{
+	/* Read only when nothing waits to be sent and no call waits in the
+	 * reader: one call at a time. Nothing more is read from a connection
+	 * being closed or shut by the client: unread input there must not
+	 * wake the loop again and again. Calls left for the next turn wake it
+	 * through EPOLLOUT (a socket with room is writable at once). */
+	bool want_in = !c->closing && !c->eof && !c->unread && client_backlog(c) == 0;
+
+	sd_event_source_set_io_events(c->io, (want_in ? EPOLLIN : 0) |
+						 (client_backlog(c) || c->unread ? EPOLLOUT : 0));
+}
+
+/* Sends what the socket takes. Returns 1 when some of it was sent, 0 when
+ * none (nothing to send, or no room). */
 static int client_flush(struct client *c)
 {
+	size_t before = c->out_off;
+
 	while (c->out_off < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -103,16 +137,15 @@ static int client_flush(struct client *c)
 		}
 		c->out_off += (size_t)n;
 	}
+	if (!c->monitoring)
+		c->server->queued -= c->out_off - before;
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
 		if (c->closing)
 			return -ECONNRESET;
 	}
-	/* Nothing more is read from a connection being closed or shut by the
-	 * client: unread input there must not wake the loop again and again. */
-	sd_event_source_set_io_events(c->io, (c->closing || c->eof ? 0 : EPOLLIN) |
-						 (c->out_len ? EPOLLOUT : 0));
-	return 0;
+	client_watch(c);
+	return c->out_off != before ? 1 : 0;
 }
 
 static int client_queue(struct client *c, char *msg, size_t len)
@@ -124,12 +157,6 @@ static int client_queue(struct client *c, char *msg, size_t len)
 	if (c->oneway) {
 		free(msg);
 		return 0;
-	}
-	/* A client that does not read its replies cannot make us hold
-	 * unbounded memory. */
-	if (c->out_len - c->out_off + len > SERVER_MAX_OUTPUT) {
-		free(msg);
-		return -ENOBUFS;
 	}
 	if (c->out_off > 0) {
 		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
@@ -144,6 +171,8 @@ static int client_queue(struct client *c, char *msg, size_t len)
 	c->out = p;
 	memcpy(c->out + c->out_len, msg, len);
 	c->out_len += len;
+	if (!c->monitoring)
+		c->server->queued += len;
 	free(msg);
 	return 0;
 }
@@ -524,6 +553,7 @@ static const char tokend_idl[] =
     "  level: ?string, kind: ?string, object: ?string, message: ?string)\n\n"
     "error InvalidMessage (message: string, reason: string)\n"
     "error TooManyClients (message: string, limit: int)\n"
+    "error Busy (message: string, limit: int)\n"
     "error PermissionDenied (message: string, uid: int, required: string)\n"
     "error InvalidToken (message: string, token: string, reason: string)\n"
     "error InvalidInterface (message: string, interface: string, reason: string)\n"
@@ -610,6 +640,8 @@ static int client_handle(struct client *c, const char *text)
 						    json_object_new_string(call.method), NULL));
 		goto done;
 	}
+	log_debug("call %s from uid %u pid %d%s", call.method, (unsigned)c->uid, (int)c->pid,
+		  call.oneway ? " (oneway)" : "");
 	/* A oneway call gets no reply, errors included. */
 	c->oneway = call.oneway;
 	c->more = call.more;
@@ -621,6 +653,27 @@ static int client_handle(struct client *c, const char *text)
 						    "reason", json_object_new_string("monitoring"),
 						    NULL));
 		c->closing = true;
+		goto done;
+	}
+	/* Clients that do not read what they asked for cannot make tokend
+	 * hold unbounded memory: each holds one reply, and a call is taken
+	 * only while all of them together are below the cap (so they stay
+	 * below it plus one reply). Refused before anything is done. */
+	if (c->server->queued >= c->server->opts.reply_backlog) {
+		struct server *s = c->server;
+
+		log_ratelimited(&s->busy_rl, LOG_WARNING,
+				"replies waiting to be read by clients fill reply-backlog-mib "
+				"(%zu MiB): %s of uid %u pid %d is answered io.tokend.Busy",
+				s->opts.reply_backlog >> 20, call.method, (unsigned)c->uid,
+				(int)c->pid);
+		r = reply_error(c, "io.tokend.Busy",
+				daemon_error_params(
+				    "too many replies are waiting to be read by "
+				    "other clients; nothing was done, try again "
+				    "later",
+				    "limit", json_object_new_int64((int64_t)s->opts.reply_backlog),
+				    NULL));
 		goto done;
 	}
 	if (strcmp(iface, TOKEND_INTERFACE) == 0)
@@ -644,75 +697,119 @@ done:
 	return r;
 }
 
-static void client_arm_timer(struct client *c)
+/* The clock runs while a message is unfinished (from when it began: a byte
+ * now and then does not keep the connection), while a reply waits for a
+ * client that reads none of it (from the last bytes it took), and while a
+ * closing connection's last reply waits. After client-timeout the
+ * connection goes. */
+static void client_arm_timer(struct client *c, bool sent)
 {
-	/* Only an unfinished message runs the clock. */
-	if (varlink_reader_empty(&c->in)) {
+	bool reply_waits = client_backlog(c) > 0 && !c->monitoring;
+	bool armed = sd_event_source_get_enabled(c->timer, NULL) > 0;
+
+	if (reply_waits && sent) {
+		sd_event_source_set_time_relative(c->timer, c->server->opts.client_timeout_usec);
+		sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+	} else if (reply_waits || c->closing || !varlink_reader_empty(&c->in)) {
+		if (!armed) {
+			sd_event_source_set_time_relative(c->timer,
+							  c->server->opts.client_timeout_usec);
+			sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+		}
+	} else {
 		sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
-		return;
 	}
-	if (sd_event_source_get_enabled(c->timer, NULL) > 0)
-		return;
-	sd_event_source_set_time_relative(c->timer, c->server->opts.client_timeout_usec);
-	sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
 
-static int client_read(struct client *c)
+/* Takes what the client sent into the reader (calls are handled later, one
+ * at a time). */
+static int client_recv(struct client *c)
 {
 	char buf[65536];
 	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
-	char *msg;
-	int r;
 
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
 	if (n == 0) {
-		/* Shut for writing (printf ... | socat): the replies already
-		 * asked for are still sent, a monitor's events too; then the
-		 * connection ends. */
+		/* Shut for writing (printf ... | socat): the calls already
+		 * sent are still answered, a monitor's events still sent; then
+		 * the connection ends. */
 		c->eof = true;
-		if (!c->monitoring)
-			c->closing = true;
 		return 0;
 	}
-	r = varlink_reader_feed(&c->in, buf, (size_t)n);
-	while (r >= 0 && !c->closing && (r = varlink_reader_next(&c->in, &msg)) > 0) {
+	c->unread = true;
+	return varlink_reader_feed(&c->in, buf, (size_t)n);
+}
+
+/* Too long, whether found while buffering or once its NUL came: answered,
+ * and the connection closed (the stream cannot be followed past it). */
+static void client_too_long(struct client *c)
+{
+	reply_error(c, "io.tokend.InvalidMessage",
+		    daemon_error_params("message longer than 1 MiB", "reason",
+					json_object_new_string("message too long"), NULL));
+	varlink_reader_free(&c->in);
+	c->unread = false;
+	c->closing = true;
+}
+
+/* Handles the next complete call, if any. Returns 1 when one was handled. */
+static int client_next_call(struct client *c)
+{
+	char *msg;
+	int r = varlink_reader_next(&c->in, &msg);
+
+	if (r > 0) {
 		r = client_handle(c, msg);
 		free(msg);
+		return r < 0 ? r : 1;
 	}
-	/* Too long, whether found while buffering or once its NUL came. */
+	c->unread = false;
 	if (r == -EMSGSIZE) {
-		reply_error(c, "io.tokend.InvalidMessage",
-			    daemon_error_params("message longer than 1 MiB", "reason",
-						json_object_new_string("message too long"), NULL));
-		varlink_reader_free(&c->in);
-		c->closing = true;
+		client_too_long(c);
 		return 0;
 	}
-	if (r < 0)
-		return r;
-	client_arm_timer(c);
-	return 0;
+	return r;
 }
 
 static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *data)
 {
 	struct client *c = data;
-	int r = 0;
+	bool sent = false;
+	int r = 0, calls = 0;
 
-	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!c->closing && !c->eof)
-			r = client_read(c);
-		else if (revents & (EPOLLHUP | EPOLLERR))
-			r = -ECONNRESET;
+	if (revents & EPOLLIN) {
+		if (!c->closing && !c->eof && client_backlog(c) == 0)
+			r = client_recv(c);
+	} else if (revents & (EPOLLHUP | EPOLLERR)) {
+		r = -ECONNRESET; /* gone both ways: nobody to answer */
 	}
-	if (r >= 0)
+	if (r == -EMSGSIZE) {
+		client_too_long(c);
+		r = 0;
+	}
+	/* Send, and take the next call once the reply before it is out. */
+	while (r >= 0) {
 		r = client_flush(c);
-	/* A connection being closed whose client does not read what is left
-	 * goes after client-timeout, so it cannot hold a slot for ever. */
-	if (r >= 0 && c->closing && sd_event_source_get_enabled(c->timer, NULL) == 0) {
-		sd_event_source_set_time_relative(c->timer, c->server->opts.client_timeout_usec);
-		sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+		if (r < 0)
+			break;
+		sent |= r > 0;
+		r = 0;
+		if (client_backlog(c) > 0 || c->closing || !c->unread ||
+		    calls == SERVER_CALLS_PER_TURN)
+			break;
+		r = client_next_call(c);
+		calls++;
+	}
+	/* Shut by the client and every call answered: the connection ends
+	 * once the last reply is out (a monitor's stays for its events). */
+	if (r >= 0 && c->eof && !c->unread && !c->monitoring && !c->closing) {
+		c->closing = true;
+		r = client_flush(c);
+	}
+	if (r >= 0) {
+		client_watch(c);
+		client_arm_timer(c, sent);
 	}
 	if (r < 0)
 		client_free(c);
@@ -723,8 +820,9 @@ static int on_client_timeout(sd_event_source *src, uint64_t usec, void *data)
 {
 	struct client *c = data;
 
-	log_debug("client uid %u pid %d left a message unfinished; disconnecting", (unsigned)c->uid,
-		  (int)c->pid);
+	log_debug("client uid %u pid %d %s for client-timeout; disconnecting", (unsigned)c->uid,
+		  (int)c->pid,
+		  client_backlog(c) ? "read none of its reply" : "left a message unfinished");
 	client_free(c);
 	return 0;
 }
@@ -912,6 +1010,8 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 	s->daemon = d;
 	s->event = event;
 	s->opts = *o;
+	if (!s->opts.reply_backlog)
+		s->opts.reply_backlog = (size_t)256 << 20;
 	s->fd = -1;
 	/* Our own copies: a reload frees the config these came from. */
 	s->opts.path = NULL;
@@ -1000,6 +1100,7 @@ int server_new(struct daemon *d, sd_event *event, const struct server_options *o
 		goto fail;
 	sd_event_source_set_enabled(s->accept_pause, SD_EVENT_OFF);
 	s->accept_rl = LOG_RATELIMIT_INIT(10 * 1000000ULL, 3);
+	s->busy_rl = LOG_RATELIMIT_INIT(10 * 1000000ULL, 3);
 	*ret = s;
 	return 0;
 fail:

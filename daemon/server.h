@@ -18,6 +18,7 @@ struct server_options {
 	unsigned max_clients;
 	int listen_fds; /* sd_listen_fds(), read at the very start */
 	uint64_t client_timeout_usec;
+	size_t reply_backlog; /* bytes of unread replies, all clients together */
 };
 
 /* Listen on the socket systemd passed (sd_listen_fds), or create `path`

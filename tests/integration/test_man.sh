@@ -23,7 +23,7 @@ PAGES="tokend.8 tokenctl.8 tokend.conf.5"
 # the code and fails when the two lists differ: a key added, renamed or
 # removed must be documented (page and sample config) and listed here.
 KEYS_TOKEND="socket state-dir socket-group admin-group reconcile-interval retry-min
-  retry-max contest-repairs contest-window client-timeout max-clients reqid-base
+  retry-max contest-repairs contest-window client-timeout max-clients reply-backlog-mib reqid-base
   policy-priority netlink-buffer counter-interval dwell log-level"
 KEYS_GLOBAL="token match"
 KEYS_SA="number local remote local-selector remote-selector mode algorithm secret

@@ -71,12 +71,17 @@ class Env:
             self.ip("link", "set", "cv%d" % i, "up")
             self.ip("link", "set", "cw%d" % i, "up")
 
-    def write_conf(self, max_clients=None):
+    def write_conf(self, max_clients=None, reply_backlog_mib=None, client_timeout="1s",
+                   absent_tokens=0):
         with open(self.conf, "w") as f:
-            f.write("[tokend]\nlog-level = debug\nclient-timeout = 1s\n")
+            f.write("[tokend]\nlog-level = debug\nclient-timeout = %s\n" % client_timeout)
             if max_clients is not None:
                 f.write("max-clients = %d\n" % max_clients)
+            if reply_backlog_mib is not None:
+                f.write("reply-backlog-mib = %d\n" % reply_backlog_mib)
             f.write("[tokens]\npc = ::c0:ffee\n")
+            for i in range(absent_tokens):
+                f.write("cfg%d = ::%x\n" % (i, i + 1))
 
     def start(self):
         log = open(self.logpath, "ab")
@@ -919,14 +924,32 @@ def t_vanish(env, w, size):
     c.close()
 
 
+def calls_logged(env, method):
+    with open(env.logpath, "rb") as f:
+        return f.read().count(("call %s from" % method).encode())
+
+
 def t_unread_replies(env, w, size):
-    # A client that sends calls but reads no replies is cut off once more
-    # than 4 MiB are queued; tokend does not hold unbounded memory.
+    # A client that sends many calls at once and reads no replies: tokend
+    # answers one call at a time (the next is taken once the reply before it
+    # is out), so it holds one reply, not all of them; and it cuts the client
+    # off after client-timeout without progress.
     n = (8 * MIB) // size + 2
+    before = calls_logged(env, "io.tokend.ListTokens")
     c = Conn(env.sock, timeout=10)
     c.send_raw(Conn.encode("io.tokend.ListTokens", {}) * n)
-    time.sleep(1.0)
+    time.sleep(0.5)  # half of client-timeout
+    taken = calls_logged(env, "io.tokend.ListTokens") - before
+    # The replies the socket's buffer holds, one waiting in tokend, one
+    # more for rounding.
+    with open("/proc/sys/net/core/wmem_default") as f:
+        sndbuf = int(f.read())
+    most = 2 + (2 * sndbuf) // size
+    ensure(1 <= taken <= most, "tokend took %d of %d pipelined calls (%d bytes of replies each) "
+           "while the client read no reply: one at a time, the socket holds %d at most"
+           % (taken, n, size, most))
     witness_ok(w)
+    time.sleep(1.0)
     got = 0
     closed = False
     while True:
@@ -938,11 +961,35 @@ def t_unread_replies(env, w, size):
             break
         except ProtocolError:
             break
-    ensure(closed, "non-reading client with %d bytes of replies not disconnected (%d replies read)"
-           % (n * size, got))
-    ensure(got < n, "all %d replies were delivered: no limit" % n)
+    ensure(closed, "non-reading client not disconnected after client-timeout (%d replies read)"
+           % got)
+    ensure(got < n, "all %d replies were delivered to a client that read nothing for 1.5 s" % n)
     c.close()
     ensure(env.alive(), "tokend alive")
+    witness_ok(w)
+
+
+def t_slow_reader_served(env, w, size):
+    # A client that reads slowly but steadily (progress within every
+    # client-timeout) gets every reply of its pipelined calls, in order.
+    n = max(3, (2 * MIB) // size + 1)
+    c = Conn(env.sock, timeout=10)
+    c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    c.send_raw(Conn.encode("io.tokend.ListTokens", {}) * n + Conn.encode("io.tokend.GetStatus", {}))
+    data = b""
+    deadline = time.monotonic() + 60
+    while data.count(b"\0") < n + 1 and time.monotonic() < deadline:
+        chunk = c.s.recv(size // 3 + 1)
+        if not chunk:
+            break
+        data += chunk
+        time.sleep(0.02)
+    msgs = [json.loads(m) for m in data.split(b"\0")[:-1]]
+    ensure(len(msgs) == n + 1, "%d of %d replies reached a slow reader" % (len(msgs), n + 1))
+    ensure(all("entries" in m.get("parameters", {}) for m in msgs[:n]),
+           "a ListTokens reply is not one")
+    ensure("pid" in msgs[n].get("parameters", {}), "the GetStatus reply came out of order")
+    c.close()
     witness_ok(w)
 
 
@@ -1081,6 +1128,45 @@ def t_kernel_matches(env):
     raise Fail("ip token differs from what tokend holds: %s" % "; ".join(last[:5]))
 
 
+def t_busy(env, size):
+    # reply-backlog-mib = 1: clients that read nothing hold one reply each
+    # in tokend (what the socket buffer does not take); once those reach
+    # 1 MiB together, a further call (a change too) is refused with
+    # io.tokend.Busy before anything is done. When they go, calls are
+    # answered again. The replies are large (4,000 config entries) so that
+    # most of each stays in tokend.
+    ensure(size > 500000, "ListTokens reply is %d bytes, expected a big one" % size)
+    stuck = []
+    before = calls_logged(env, "io.tokend.ListTokens")
+    try:
+        for i in range((4 * MIB) // size + 2):
+            c = Conn(env.sock, timeout=10)
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.send_raw(Conn.encode("io.tokend.ListTokens", {}) * 20)
+            stuck.append(c)
+        time.sleep(0.5)
+        print("# %d readers that read nothing; tokend took %d of their %d calls"
+              % (len(stuck), calls_logged(env, "io.tokend.ListTokens") - before, 20 * len(stuck)))
+        c = Conn(env.sock)
+        err_reply(c.call("io.tokend.SetToken", {"interface": "busy0", "token": "::b"}),
+                  "io.tokend.Busy", "SetToken while replies pile up", limit=MIB)
+        c.close()
+    finally:
+        for c in stuck:
+            c.close()
+    time.sleep(0.3)
+    c = Conn(env.sock)
+    p = ok_reply(c.call("io.tokend.ListTokens", {}), "ListTokens after the readers went")
+    ensure(not [e for e in p["entries"] if e["interface"] == "busy0"],
+           "the SetToken refused with Busy was done anyway")
+    ok_reply(c.call("io.tokend.SetToken", {"interface": "busy0", "token": "::b"}),
+             "SetToken after the readers went")
+    ok_reply(c.call("io.tokend.DeleteToken", {"interface": "busy0"}), "DeleteToken busy0")
+    c.close()
+    with open(env.logpath, "rb") as f:
+        ensure(b"answered io.tokend.Busy" in f.read(), "no warning about Busy in the log")
+
+
 def t_max_clients(env):
     conns = []
     try:
@@ -1187,8 +1273,10 @@ def main():
     except Exception as e:
         print("# adding %d absent entries failed: %s" % (N_GHOSTS, e))
     tr.run("clients vanishing mid-reply do not hurt tokend", t_vanish, env, w, size)
-    tr.run("client not reading its replies is cut off past 4 MiB", t_unread_replies, env, w,
-           max(size, 1))
+    tr.run("client not reading its replies: one call at a time, cut off after client-timeout",
+           t_unread_replies, env, w, max(size, 1))
+    tr.run("slow but steady reader of pipelined calls gets every reply in order",
+           t_slow_reader_served, env, w, max(size, 1))
     tr.run("oneway call behind partly sent replies does not disturb them",
            t_oneway_after_backlog, env, w, max(size, 1))
     try:
@@ -1216,6 +1304,24 @@ def main():
     if restarted:
         tr.run("max-clients = 50: the 51st gets TooManyClients", t_max_clients, env)
         tr.run("after everything: tokend alive, ip token matches", t_kernel_matches, env)
+
+    # reply-backlog-mib too: another restart (client-timeout long enough
+    # that the stuck readers stay while the test looks).
+    restarted = False
+    try:
+        env.stop()
+        env.write_conf(reply_backlog_mib=1, client_timeout="30s", absent_tokens=4000)
+        env.start()
+        c = Conn(env.sock, timeout=30)
+        size = len(json.dumps(ok_reply(c.call("io.tokend.ListTokens", {}), "ListTokens")))
+        c.close()
+        restarted = True
+    except Exception as e:
+        tr.run("restart with reply-backlog-mib = 1", lambda: (_ for _ in ()).throw(Fail(str(e))))
+    if restarted:
+        tr.run("reply-backlog-mib = 1: past it, calls get Busy and nothing is done", t_busy, env,
+               size)
+        tr.run("after Busy: tokend alive, ip token matches", t_kernel_matches, env)
 
     print("%d passed, %d failed" % (tr.passed, tr.failed))
     return 0 if tr.failed == 0 else 1

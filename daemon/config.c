@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "log.h"
+#include "strmap.h"
 #include "text.h"
 
 #define USEC_PER_MSEC UINT64_C(1000)
@@ -68,6 +69,10 @@ struct parse_ctx {
 	struct config *c;
 	struct config_errors *errs; /* may be NULL */
 	struct keys_cache *secrets; /* each secret file checked once per load */
+	/* What was declared so far, for duplicates among thousands. */
+	struct strmap token_names;   /* interface -> index in c->tokens */
+	struct strmap assoc_names;   /* name -> index in c->assocs */
+	struct strmap assoc_numbers; /* number, in decimal -> index in c->assocs */
 	size_t n_errors;
 	bool oom;
 	size_t tokens_cap;
@@ -512,6 +517,7 @@ static void handle_token(struct parse_ctx *ctx, const char *ifname, const char *
 	struct in6_addr token;
 	const char *why = NULL;
 	struct text_quoted q;
+	size_t i;
 
 	if (addr_ifname_valid(ifname, &why) < 0) {
 		line_error(ctx, "invalid interface name \"%s\": %s", text_quote(&q, ifname), why);
@@ -519,12 +525,10 @@ static void handle_token(struct parse_ctx *ctx, const char *ifname, const char *
 	}
 	if (parse_token(ctx, ifname, value, &token) < 0)
 		return;
-	for (size_t i = 0; i < c->n_tokens; i++)
-		if (strcmp(c->tokens[i].ifname, ifname) == 0) {
-			line_error(ctx, "token for %s already declared at %s", ifname,
-				   c->tokens[i].where);
-			return;
-		}
+	if (strmap_get(&ctx->token_names, ifname, &i)) {
+		line_error(ctx, "token for %s already declared at %s", ifname, c->tokens[i].where);
+		return;
+	}
 	if (c->n_tokens == ctx->tokens_cap) {
 		size_t cap = ctx->tokens_cap ? ctx->tokens_cap * 2 : 16;
 		struct config_token *nv = reallocarray(c->tokens, cap, sizeof(*nv));
@@ -540,7 +544,9 @@ static void handle_token(struct parse_ctx *ctx, const char *ifname, const char *
 	*t = (struct config_token){.token = token};
 	strcpy(t->ifname, ifname); /* length checked by addr_ifname_valid */
 	t->where = loc_format(ctx->file, ctx->line);
-	if (!t->where) {
+	if (!t->where || strmap_put(&ctx->token_names, ifname, c->n_tokens) < 0) {
+		free(t->where);
+		t->where = NULL;
 		ctx->oom = true;
 		return;
 	}
@@ -634,6 +640,7 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 	struct config *c = ctx->c;
 	struct assoc_def *d;
 	struct text_quoted q;
+	size_t i;
 
 	if (strlen(name) > ASSOC_NAME_MAX) {
 		line_error(ctx, "association name \"%s\" is longer than %d characters",
@@ -653,13 +660,12 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 			ctx->section = SECTION_UNKNOWN;
 			return;
 		}
-	for (size_t i = 0; i < c->n_assocs; i++)
-		if (strcmp(c->assocs[i].name, name) == 0) {
-			line_error(ctx, "association %s already declared at %s",
-				   text_quote(&q, name), c->assocs[i].where);
-			ctx->section = SECTION_UNKNOWN;
-			return;
-		}
+	if (strmap_get(&ctx->assoc_names, name, &i)) {
+		line_error(ctx, "association %s already declared at %s", text_quote(&q, name),
+			   c->assocs[i].where);
+		ctx->section = SECTION_UNKNOWN;
+		return;
+	}
 	if (c->n_assocs == ctx->assocs_cap) {
 		size_t cap = ctx->assocs_cap ? ctx->assocs_cap * 2 : 8;
 		struct assoc_def *v = realloc(c->assocs, cap * sizeof(*v));
@@ -670,6 +676,11 @@ static void sa_open_section(struct parse_ctx *ctx, const char *name)
 		}
 		c->assocs = v;
 		ctx->assocs_cap = cap;
+	}
+	if (strmap_put(&ctx->assoc_names, name, c->n_assocs) < 0) {
+		ctx->oom = true;
+		ctx->section = SECTION_UNKNOWN;
+		return;
 	}
 	d = &c->assocs[c->n_assocs];
 	assoc_def_init(d);
@@ -984,7 +995,8 @@ static void sa_close(struct parse_ctx *ctx)
 	struct assoc_def *d = sa_cur(ctx);
 	const char *file = ctx->sa_at.file, *why;
 	unsigned line = ctx->sa_at.line;
-	size_t alen;
+	char number[16];
+	size_t alen, i;
 
 	if (!d)
 		return;
@@ -1036,12 +1048,13 @@ static void sa_close(struct parse_ctx *ctx)
 	}
 	if (assoc_def_check(d, &why) < 0)
 		add_error(ctx, file, line, "association %s: %s", d->name, why);
-	for (size_t i = 0; i < ctx->sa_index; i++)
-		if (ctx->c->assocs[i].number == d->number)
-			add_error(ctx, file, line,
-				  "association %s uses number %u, already used by %s at %s",
-				  d->name, d->number, ctx->c->assocs[i].name,
-				  ctx->c->assocs[i].where);
+	snprintf(number, sizeof(number), "%u", d->number);
+	if (strmap_get(&ctx->assoc_numbers, number, &i))
+		add_error(ctx, file, line,
+			  "association %s uses number %u, already used by %s at %s", d->name,
+			  d->number, ctx->c->assocs[i].name, ctx->c->assocs[i].where);
+	else if (strmap_put(&ctx->assoc_numbers, number, ctx->sa_index) < 0)
+		ctx->oom = true;
 	sa_check_secret(ctx, d, file, line);
 }
 
@@ -1510,6 +1523,9 @@ int config_load(const char *path, const char *dropin_dir, bool must_exist, struc
 	if (!dropin_dir) {
 		if (asprintf(&dir, "%s.d", path) < 0) {
 			keys_cache_free(ctx.secrets);
+			strmap_free(&ctx.token_names);
+			strmap_free(&ctx.assoc_names);
+			strmap_free(&ctx.assoc_numbers);
 			config_free(ctx.c);
 			return -ENOMEM;
 		}
@@ -1518,6 +1534,9 @@ int config_load(const char *path, const char *dropin_dir, bool must_exist, struc
 	parse_dropins(&ctx, dropin_dir);
 	keys_cache_free(ctx.secrets);
 	ctx.secrets = NULL;
+	strmap_free(&ctx.token_names);
+	strmap_free(&ctx.assoc_names);
+	strmap_free(&ctx.assoc_numbers);
 	free(dir);
 
 	check_settings(&ctx);

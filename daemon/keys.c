@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
-#include <search.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "strmap.h"
 #include "text.h"
 
 /* A secret file is 128 hex digits and a newline at most; anything much bigger
@@ -525,10 +525,8 @@ out:
 	return r;
 }
 
-/* What loading one path gave. Looked up with glibc's hsearch_r; the table
- * grows by being rebuilt at double the size. */
+/* What loading one path gave. */
 struct keys_cache_entry {
-	char *path;
 	int r;
 	struct keys_secret *secret;
 	char *error;
@@ -536,9 +534,8 @@ struct keys_cache_entry {
 
 struct keys_cache {
 	struct keys_cache_entry *v;
-	size_t n, size; /* entries; table capacity */
-	struct hsearch_data table;
-	bool table_live;
+	size_t n, cap;
+	struct strmap paths; /* path -> index in v */
 };
 
 int keys_cache_new(struct keys_cache **ret)
@@ -552,34 +549,12 @@ void keys_cache_free(struct keys_cache *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n; i++) {
-		free(c->v[i].path);
 		keys_secret_free(c->v[i].secret);
 		free(c->v[i].error);
 	}
-	if (c->table_live)
-		hdestroy_r(&c->table);
+	strmap_free(&c->paths);
 	free(c->v);
 	free(c);
-}
-
-/* The table indexes entries by position (their array moves as it grows). */
-static int keys_cache_index(struct keys_cache *c, size_t size)
-{
-	if (c->table_live)
-		hdestroy_r(&c->table);
-	memset(&c->table, 0, sizeof(c->table));
-	c->table_live = false;
-	if (!hcreate_r(size, &c->table))
-		return -errno;
-	c->table_live = true;
-	c->size = size;
-	for (size_t i = 0; i < c->n; i++) {
-		ENTRY e = {.key = c->v[i].path, .data = (void *)(uintptr_t)i}, *found;
-
-		if (!hsearch_r(e, ENTER, &found, &c->table))
-			return -errno;
-	}
-	return 0;
 }
 
 static int keys_cache_answer(const struct keys_cache_entry *e, struct keys_secret **ret,
@@ -595,44 +570,34 @@ int keys_cache_load(struct keys_cache *c, const char *path, struct keys_secret *
 		    char **ret_error)
 {
 	struct keys_cache_entry *e;
-	ENTRY want, *found = NULL;
+	size_t i;
 	int r;
 
 	if (!c || !path)
 		return keys_secret_load(path, ret, ret_error);
-	want.key = (char *)path;
-	want.data = NULL;
-	if (c->table_live && hsearch_r(want, FIND, &found, &c->table) && found)
-		return keys_cache_answer(&c->v[(uintptr_t)found->data], ret, ret_error);
+	if (strmap_get(&c->paths, path, &i))
+		return keys_cache_answer(&c->v[i], ret, ret_error);
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 16;
+		struct keys_cache_entry *v = realloc(c->v, cap * sizeof(*v));
 
-	/* Half full at most: hsearch_r slows down near its capacity. */
-	if (2 * (c->n + 1) > c->size) {
-		size_t size = c->size ? 2 * c->size : 64;
-		struct keys_cache_entry *v = realloc(c->v, size / 2 * sizeof(*v));
-
+		/* Out of memory: the cache just misses. */
 		if (!v)
 			return keys_secret_load(path, ret, ret_error);
 		c->v = v;
-		/* Without a table, or with part of one, the cache just misses. */
-		if (keys_cache_index(c, size) < 0)
-			return keys_secret_load(path, ret, ret_error);
+		c->cap = cap;
 	}
 	e = &c->v[c->n];
-	*e = (struct keys_cache_entry){.path = strdup(path)};
-	if (!e->path)
-		return keys_secret_load(path, ret, ret_error);
+	*e = (struct keys_cache_entry){0};
 	e->r = keys_secret_load(path, &e->secret, &e->error);
-	want.key = e->path;
-	want.data = (void *)(uintptr_t)c->n;
-	if (!hsearch_r(want, ENTER, &found, &c->table)) {
-		r = keys_cache_answer(e, ret, ret_error);
-		free(e->path);
+	r = keys_cache_answer(e, ret, ret_error);
+	if (strmap_put(&c->paths, path, c->n) == 0)
+		c->n++;
+	else {
 		keys_secret_free(e->secret);
 		free(e->error);
-		return r;
 	}
-	c->n++;
-	return keys_cache_answer(e, ret, ret_error);
+	return r;
 }
 
 void keys_secret_fingerprint(const struct keys_secret *s, char out[17])

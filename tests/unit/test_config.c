@@ -738,6 +738,53 @@ static const char *sa_conf(const char *key_path, const char *extra)
 	return write_file("sa.conf", text);
 }
 
+/* Thousands of entries: duplicates are still found (by a map, not by
+ * comparing every pair), each named with the line that declared it first. */
+START_TEST(test_many_entries_duplicates)
+{
+	const char *key = write_secret("many.key");
+	enum { T = 4000, A = 1500 };
+	size_t cap = (size_t)T * 40 + (size_t)A * 200 + 1024, len = 0;
+	char *text = malloc(cap), want[512];
+	struct config_errors e = {0};
+	struct config *c = NULL;
+	const char *p;
+
+	ck_assert_ptr_nonnull(text);
+	len += (size_t)snprintf(text + len, cap - len, "[tokens]\n");
+	for (int i = 0; i < T; i++)
+		len += (size_t)snprintf(text + len, cap - len, "tk%d = ::%x\n", i, i + 1);
+	/* Line T + 2: tk1234 again. */
+	len += (size_t)snprintf(text + len, cap - len, "tk1234 = ::1\n");
+	for (int i = 0; i < A; i++)
+		len += (size_t)snprintf(text + len, cap - len,
+					"[sa s%d]\nnumber = %d\nlocal = 192.0.2.1\n"
+					"remote = 198.51.100.%d\nsecret = %s\n",
+					i, i + 1, i % 250 + 1, key);
+	/* Name s700 again, then number 900 again. */
+	len += (size_t)snprintf(text + len, cap - len,
+				"[sa s700]\nnumber = 60000\nlocal = 192.0.2.1\n"
+				"remote = 198.51.100.1\nsecret = %s\n"
+				"[sa other]\nnumber = 900\nlocal = 192.0.2.1\n"
+				"remote = 198.51.100.1\nsecret = %s\n",
+				key, key);
+	p = write_file("many.conf", text);
+	free(text);
+	ck_assert_int_eq(config_load(p, NULL, true, &c, &e), -EINVAL);
+	ck_assert_uint_eq(e.n, 3);
+	snprintf(want, sizeof(want), "token for tk1234 already declared at %s:%d", p, 1234 + 2);
+	assert_error(&e, 0, p, T + 2, want);
+	snprintf(want, sizeof(want), "association s700 already declared at %s:%d", p,
+		 T + 3 + 700 * 5);
+	assert_error(&e, 1, p, T + 3 + A * 5, want);
+	snprintf(want, sizeof(want),
+		 "association other uses number 900, already used by s899 at %s:%d", p,
+		 T + 3 + 899 * 5);
+	assert_error(&e, 2, p, T + 3 + A * 5 + 5, want);
+	config_errors_clear(&e);
+}
+END_TEST
+
 START_TEST(test_sa_rotation_keys)
 {
 	const char *k1 = write_secret("k1"), *k2 = write_secret("k2");
@@ -881,6 +928,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_bom_crlf);
 	tcase_add_test(tc, test_unreadable);
 	tcase_add_test(tc, test_sa_rotation_keys);
+	tcase_add_test(tc, test_many_entries_duplicates);
 	tcase_add_test(tc, test_sa_rotation_errors);
 	tcase_add_test(tc, test_sa_retired_secret_may_be_missing);
 	tcase_add_test(tc, test_sa_name_quoted);

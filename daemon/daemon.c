@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
@@ -28,6 +29,7 @@
 #include "rtnl.h"
 #include "server.h"
 #include "store.h"
+#include "strmap.h"
 #include "tokens.h"
 #include "xfrm.h"
 
@@ -187,12 +189,25 @@ static int commit_state(struct daemon *d, struct store_state *next, char **ret_e
 /* Every token the config may put into the kernel is recorded as owned
  * before anything is written, and runtime entries that the config now
  * declares give way to it. */
+/* The key of an owned entry in a map: interface and token. */
+static const char *owned_key(char *buf, size_t len, const char *ifname,
+			     const struct in6_addr *token)
+{
+	char addr[INET6_ADDRSTRLEN];
+
+	inet_ntop(AF_INET6, token, addr, sizeof(addr));
+	snprintf(buf, len, "%s %s", ifname, addr);
+	return buf;
+}
+
 static int adopt_config_into_state(struct daemon *d)
 {
 	const struct store_state *cur = tokens_state(d->tokens);
 	struct store_state next;
+	struct strmap runtime = STRMAP_INIT, owned = STRMAP_INIT;
 	bool changed = false;
-	char *err = NULL;
+	char *err = NULL, key[IFNAMSIZ + INET6_ADDRSTRLEN + 2];
+	size_t unused;
 	int r;
 
 	if (d->degraded || d->opts.dry_run)
@@ -200,20 +215,34 @@ static int adopt_config_into_state(struct daemon *d)
 	r = store_state_copy(cur, &next);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < d->config->n_tokens; i++) {
+	/* Looked up once per config token: maps, not a scan each time. */
+	for (size_t i = 0; i < next.n_tokens && r >= 0; i++)
+		r = strmap_put(&runtime, next.tokens[i].ifname, i);
+	for (size_t i = 0; i < next.n_owned && r >= 0; i++) {
+		r = strmap_put(
+		    &owned, owned_key(key, sizeof(key), next.owned[i].ifname, &next.owned[i].token),
+		    i);
+		if (r == -EEXIST)
+			r = 0;
+	}
+	for (size_t i = 0; i < d->config->n_tokens && r >= 0; i++) {
 		const struct config_token *c = &d->config->tokens[i];
-		if (store_remove(&next.tokens, &next.n_tokens, c->ifname) == 0) {
+		if (strmap_get(&runtime, c->ifname, &unused) &&
+		    store_remove(&next.tokens, &next.n_tokens, c->ifname) == 0) {
 			event_emit(LOG_NOTICE, EVENT_TOKEN, c->ifname, "dropped",
 				   "%s: runtime token dropped: %s now declares one", c->ifname,
 				   c->where);
 			changed = true;
 		}
-		if (!store_contains(next.owned, next.n_owned, c->ifname, &c->token)) {
+		if (!strmap_get(&owned, owned_key(key, sizeof(key), c->ifname, &c->token),
+				&unused)) {
 			r = store_add(&next.owned, &next.n_owned, c->ifname, &c->token);
 			changed = true;
 		}
 	}
-	if (d->config->has_global) {
+	strmap_free(&runtime);
+	strmap_free(&owned);
+	if (r >= 0 && d->config->has_global) {
 		const struct config_token *g = &d->config->global;
 		if (store_remove(&next.tokens, &next.n_tokens, "") == 0) {
 			event_emit(LOG_NOTICE, EVENT_TOKEN, NULL, "dropped",

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "strmap.h"
 #include "text.h"
 
 #define STORE_FORMAT "tokend-state"
@@ -136,8 +139,10 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 			 bool one_per_interface, struct store_entry **v, size_t *n,
 			 char **ret_error)
 {
+	struct strmap seen = STRMAP_INIT;
 	json_object *arr;
 	size_t len;
+	int r;
 
 	if (!json_object_object_get_ex(root, key, &arr) || !arr)
 		return 0; /* an empty list may be left out */
@@ -149,65 +154,73 @@ static int parse_entries(const char *path, json_object *root, const char *key,
 	for (size_t i = 0; i < len; i++) {
 		json_object *e = json_object_array_get_idx(arr, i), *jif, *jtok;
 		const char *ifname = "", *text, *why = NULL;
+		char key_text[IFNAMSIZ + INET6_ADDRSTRLEN + 2], canon[INET6_ADDRSTRLEN];
 		struct in6_addr token;
 		struct text_quoted q;
-		int r;
+		size_t j;
 
+		r = -EBADMSG;
 		if (!json_object_is_type(e, json_type_object)) {
 			set_error(ret_error, "%s: %s[%zu] is not an object", path, key, i);
-			return -EBADMSG;
+			goto out;
 		}
 		if (!json_object_object_get_ex(e, "interface", &jif)) {
 			set_error(ret_error, "%s: %s[%zu] has no \"interface\"", path, key, i);
-			return -EBADMSG;
+			goto out;
 		}
 		if (jif) {
 			if (!json_object_is_type(jif, json_type_string)) {
 				set_error(ret_error,
 					  "%s: %s[%zu]: \"interface\" is neither a string nor null",
 					  path, key, i);
-				return -EBADMSG;
+				goto out;
 			}
 			ifname = json_object_get_string(jif);
 			if (addr_ifname_valid(ifname, &why) < 0) {
 				set_error(ret_error,
 					  "%s: %s[%zu]: invalid interface name \"%s\": %s", path,
 					  key, i, text_quote(&q, ifname), why);
-				return -EBADMSG;
+				goto out;
 			}
 		}
 		if (!json_object_object_get_ex(e, "token", &jtok) ||
 		    !json_object_is_type(jtok, json_type_string)) {
 			set_error(ret_error, "%s: %s[%zu] has no \"token\" string", path, key, i);
-			return -EBADMSG;
+			goto out;
 		}
 		text = json_object_get_string(jtok);
 		if (addr_token_parse(text, &token, &why) < 0) {
 			set_error(ret_error, "%s: %s[%zu]: invalid token \"%s\": %s", path, key, i,
 				  text_quote(&q, text), why);
-			return -EBADMSG;
+			goto out;
 		}
-		for (size_t j = 0; j < *n; j++) {
-			if (strcmp((*v)[j].ifname, ifname) != 0)
-				continue;
-			if (one_per_interface) {
+		/* Duplicates through a map: thousands of entries load in
+		 * linear time. One per interface, or each (interface, token)
+		 * once. */
+		inet_ntop(AF_INET6, &token, canon, sizeof(canon));
+		snprintf(key_text, sizeof(key_text), "%s %s", ifname,
+			 one_per_interface ? "" : canon);
+		if (strmap_get(&seen, key_text, &j)) {
+			if (one_per_interface)
 				set_error(ret_error, "%s: %s[%zu]: a second entry for %s", path,
 					  key, i, *ifname ? ifname : "the global token");
-				return -EBADMSG;
-			}
-			if (memcmp(&(*v)[j].token, &token, sizeof(token)) == 0) {
+			else
 				set_error(ret_error, "%s: %s[%zu] repeats %s[%zu]", path, key, i,
 					  key, j);
-				return -EBADMSG;
-			}
+			goto out;
 		}
-		r = store_add(v, n, ifname, &token);
+		r = strmap_put(&seen, key_text, i);
+		if (r == 0)
+			r = store_add(v, n, ifname, &token);
 		if (r < 0) {
 			set_error(ret_error, "%s: %s", path, strerror(-r));
-			return r;
+			goto out;
 		}
 	}
-	return 0;
+	r = 0;
+out:
+	strmap_free(&seen);
+	return r;
 }
 
 static bool json_u64(json_object *o, const char *key, uint64_t *ret)
@@ -246,6 +259,7 @@ static int optional_list(json_object *root, const char *key, size_t size, json_o
 static int parse_generations(const char *path, json_object *root, struct store_state *st,
 			     char **ret_error)
 {
+	struct strmap names = STRMAP_INIT;
 	json_object *arr;
 	size_t n;
 	int r = optional_list(root, "associations", sizeof(*st->generations), &arr, &n,
@@ -267,13 +281,14 @@ static int parse_generations(const char *path, json_object *root, struct store_s
 		    !json_u64(o, "in_generation", &g->in_gen))
 			goto bad;
 		snprintf(g->name, sizeof(g->name), "%s", json_object_get_string(name));
-		for (size_t j = 0; j < i; j++)
-			if (strcmp(st->generations[j].name, g->name) == 0)
-				goto bad;
+		if (strmap_put(&names, g->name, i) < 0) /* a name seen before, or no memory */
+			goto bad;
 		st->n_generations++;
 	}
+	strmap_free(&names);
 	return 0;
 bad:
+	strmap_free(&names);
 	set_error(ret_error,
 		  "%s: \"associations\" is not a list of {name, out_generation, "
 		  "in_generation} with unique names",

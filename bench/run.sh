@@ -9,26 +9,64 @@
 #   2. start: tokend from exec to READY=1 with 500 tokens to apply, against
 #      `ip -n NS -batch` with the same 500 lines; and a restart with the
 #      kernel already right;
+#   2b. tokens at scale, in the same namespace: tokend's resident memory with
+#      10,000 tokens declared (500 on the veths, the rest on interfaces that
+#      do not exist) against none, per 1,000; and its exec -> READY=1 with them;
 #   3. IPsec: bench/sa_install.sh (2000 associations, inside User-Mode Linux;
 #      skipped with a loud SKIP when UML is not installed);
 #   4. rotation: bench/rotation.sh (1000 associations rotating in one period,
-#      inside User-Mode Linux).
+#      inside User-Mode Linux);
+#   5. associations at scale: bench/sa_scale.sh (inside User-Mode Linux):
+#      memory per 1,000 associations, `tokenctl show sa --json` against
+#      `ip -json xfrm state` for 10,000 associations, netlink requests per
+#      sendmsg, tokend's and ip -batch's.
+# Ends with one summary table of every figure and ratio.
 # Prints figures, never pass/fail; exits 0 unless something broke.
+#
+#   bash bench/run.sh --quick    (or BENCH_QUICK=1): the short form, small
+#   counts, every section, about 3-4 minutes on 2 cores: for CI. It fails
+#   only when something broke, never on a timing.
 #
 # Environment (all optional):
 #   BENCH_BUILD_DIR  build directory (default: build-bench in the source tree)
 #   BENCH_EVENTS     drift-repair events (default 1000, at least 500)
 #   BENCH_RUNS       timed runs per start figure (default 5)
 #   BENCH_PAIRS      veth pairs for the start benchmark (default 250: 500 interfaces)
+#   BENCH_TOKENS     tokens declared for the memory figure (default 10000)
+#   BENCH_QUICK      1: the short form (as --quick)
+# and those of bench/sa_install.sh, bench/rotation.sh and bench/sa_scale.sh.
 #   BENCH_KEEP       1: keep the temporary directory (logs, configs) at the end
 
 set -u
 
+QUICK=${BENCH_QUICK:-0}
+for arg in "$@"; do
+    case $arg in
+        --quick) QUICK=1 ;;
+        -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument '$arg' (only --quick)" >&2; exit 2 ;;
+    esac
+done
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BENCH_BUILD_DIR:-$SRC/build-bench}
-EVENTS=${BENCH_EVENTS:-1000}
-RUNS=${BENCH_RUNS:-5}
-PAIRS=${BENCH_PAIRS:-250}
+# The short form: every section with small counts (explicit settings win).
+if [ "$QUICK" = 1 ]; then
+    EVENTS=${BENCH_EVENTS:-500}
+    RUNS=${BENCH_RUNS:-3}
+    PAIRS=${BENCH_PAIRS:-50}
+    TOKENS_N=${BENCH_TOKENS:-2000}
+    export SA_BENCH_ASSOCS=${SA_BENCH_ASSOCS:-200} SA_BENCH_RUNS=${SA_BENCH_RUNS:-1}
+    export SA_BENCH_WARMUP=${SA_BENCH_WARMUP:-1} SA_BENCH_TIMEOUT=${SA_BENCH_TIMEOUT:-300}
+    export ROT_BENCH_ASSOCS=${ROT_BENCH_ASSOCS:-100} ROT_BENCH_LIFETIME=${ROT_BENCH_LIFETIME:-4}
+    export ROT_BENCH_PERIODS=${ROT_BENCH_PERIODS:-1}
+    export SCALE_SIZES=${SCALE_SIZES:-0 200} SCALE_RUNS=${SCALE_RUNS:-3}
+    export SCALE_TRACE=${SCALE_TRACE:-200} SCALE_TIMEOUT=${SCALE_TIMEOUT:-300}
+else
+    EVENTS=${BENCH_EVENTS:-1000}
+    RUNS=${BENCH_RUNS:-5}
+    PAIRS=${BENCH_PAIRS:-250}
+    TOKENS_N=${BENCH_TOKENS:-10000}
+fi
 KEEP=${BENCH_KEEP:-0}
 
 TOKEND=$BUILD/daemon/tokend
@@ -420,6 +458,87 @@ EOF
     fi
 }
 
+# --- 2b. memory per 1,000 tokens, start with many declared --------------------
+# In the start namespace, after bench_start: its 2*PAIRS veth interfaces stay,
+# holding their tokens. Config: those 2*PAIRS tokens on real interfaces plus
+# TOKENS_N - 2*PAIRS on interfaces that do not exist (tokend holds them,
+# "absent", until such an interface appears). VmRSS of tokend once every
+# token is applied or absent, against the same with no token at all.
+
+# status_counts SOCK: "applied absent" from tokenctl status --json ("" if none).
+status_counts() {
+    "$TOKENCTL" --socket "$1" --json status 2>/dev/null | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["counts"]
+print(c["applied"], c["absent"])' 2>/dev/null
+}
+
+# rss_of CONF APPLIED ABSENT: tokend on CONF in NS_START until its counts say
+# APPLIED applied and ABSENT absent; sets RSS_KB (VmRSS) and HWM_KB (VmHWM).
+rss_of() {
+    local dir=$TMP/rss i c=""
+    RSS_KB='' HWM_KB=''
+    ip netns exec "$NS_START" "$TOKEND" --config "$1" --socket "$dir/tokend.sock" \
+        --state-dir "$dir/state" > "$dir/tokend.log" 2>&1 &
+    TOKEND_PID=$!
+    for i in $(seq 600); do
+        c=$(status_counts "$dir/tokend.sock")
+        [ "$c" = "$2 $3" ] && break
+        kill -0 "$TOKEND_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ "$c" = "$2 $3" ]; then
+        sleep 0.5
+        RSS_KB=$(sed -n 's/^VmRSS:\s*\([0-9]*\) kB/\1/p' "/proc/$TOKEND_PID/status")
+        HWM_KB=$(sed -n 's/^VmHWM:\s*\([0-9]*\) kB/\1/p' "/proc/$TOKEND_PID/status")
+    else
+        broke "tokend on $1 did not reach $2 applied + $3 absent (last: ${c:-no answer}; log $dir/tokend.log)"
+    fi
+    tokend_stop
+}
+
+bench_tokens_scale() {
+    local dir=$TMP/rss sdir=$TMP/start nreal=$((PAIRS * 2)) nabs i conf0 confn
+    mkdir -p "$dir"
+    nabs=$((TOKENS_N - nreal))
+    [ "$nabs" -ge 0 ] || nabs=0
+    conf0=$dir/zero.conf confn=$dir/many.conf
+    printf '[tokend]\nlog-level = info\n' > "$conf0"
+    # The real interfaces' lines from bench_start's config, then the absent ones.
+    { printf '[tokend]\nlog-level = info\n[tokens]\n'
+      grep '^tb' "$sdir/tokend.conf"
+      for i in $(seq 1 "$nabs"); do
+          printf 'tkabs%d = ::beef:%x:0:1\n' "$i" "$i"
+      done; } > "$confn"
+    "$TOKEND" --check-config --config "$confn" > "$dir/check.log" 2>&1 ||
+        { cat "$dir/check.log" >&2; broke "tokend refuses the config with $TOKENS_N tokens"; return; }
+    rm -rf "$dir/state"
+    rss_of "$conf0" 0 0
+    FIG[rss_tok0]=$RSS_KB
+    rm -rf "$dir/state"
+    rss_of "$confn" "$nreal" "$nabs"
+    FIG[rss_tokn]=$RSS_KB FIG[hwm_tokn]=$HWM_KB
+    echo "tokend VmRSS: ${FIG[rss_tok0]:-n/a} kB with no token, ${FIG[rss_tokn]:-n/a} kB" \
+         "(VmHWM ${FIG[hwm_tokn]:-n/a} kB) with $TOKENS_N ($nreal applied on veths, $nabs absent)"
+    if [ -n "${FIG[rss_tok0]}" ] && [ -n "${FIG[rss_tokn]}" ]; then
+        FIG[rss_tok_per1k]=$(awk -v a="${FIG[rss_tok0]}" -v b="${FIG[rss_tokn]}" -v n="$TOKENS_N" \
+            'BEGIN { printf "%.0f", (b - a) / n * 1000 }')
+    fi
+
+    # exec -> READY=1 with all of them declared: the real ones cleared before
+    # each run (so written), the absent ones only held.
+    echo
+    echo "tokend exec -> READY=1 with $TOKENS_N tokens declared ($nreal to write, $nabs absent)," \
+         "1 warm-up + $RUNS runs:"
+    rm -rf "$dir/state"
+    ip netns exec "$NS_START" "$SPAWN" -r -t 120 -n "$RUNS" -W 1 -o "$dir/many.log" \
+        -b "$sdir/clear.sh" -a "$sdir/verify.sh $sdir/expected" -- "$TOKEND" --config "$confn" \
+        --socket "$dir/tokend.sock" --state-dir "$dir/state" > "$dir/many.out" 2>&1 ||
+        { cat "$dir/many.out"; broke "tokend start with $TOKENS_N tokens failed (log $dir/many.log)"; return; }
+    tail -n 1 "$dir/many.out"
+    figs many "$dir/many.out"
+}
+
 # --- run --------------------------------------------------------------------
 
 CPU=$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -n 1)
@@ -436,6 +555,10 @@ tokend_stop
 echo
 echo "== 2. applying $((PAIRS * 2)) tokens at start"
 bench_start
+
+echo
+echo "== 2b. memory per 1,000 tokens; start with $TOKENS_N tokens declared"
+bench_tokens_scale
 
 fig() { local v=${FIG[$1]:-}; [ -n "$v" ] && echo "$v" || echo "n/a"; }
 
@@ -455,26 +578,25 @@ fi
 
 row() { printf '%-60s %s\n' "$1" "$2"; }
 n=$((PAIRS * 2))
-echo
-echo "== summary"
-echo "machine: $MACHINE"
-echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-row "benchmark" "figure"
-row "drift repair, delete -> token back: events / misses" \
-    "$(fig rep_events) / $(fig rep_misses) (contest-window $(fig window))"
-lat="$(fig rep_min_us) / $(fig rep_median_us) / $(fig rep_p90_us) / $(fig rep_p99_us)"
-row "  latency min / median / p90 / p99 / max" "$lat / $(fig rep_max_us) us"
-row "  deletes sent / kernel token writes / drifts tokend logged" \
-    "$(fig rep_deletes) / $(fig rep_writes) / $(fig rep_noticed) (expected N / 2N / N)"
-row "ip token set, one whole process, median of 100 (min-max)" \
-    "$(fig ipset_median) us ($(fig ipset_min)-$(fig ipset_max))"
-row "start, $n tokens to write: tokend exec -> READY=1" "$(fig_ms cold)"
-row "ip -n NS -batch, $n token set lines, whole process" "$(fig_ms batch)"
-row "ratio ip -batch / tokend (medians)" "$ratio"
-row "restart, $n tokens already right: tokend exec -> READY=1" \
-    "$(fig_ms warm), $(fig warm_writes) token writes (kernel)"
-echo "(start figures: median of $RUNS runs after 1 warm-up run, min-max in brackets, then the"
-echo " median CPU time, user + system, of the process; for tokend over its whole life)"
+token_summary() {
+    row "drift repair, delete -> token back: events / misses" \
+        "$(fig rep_events) / $(fig rep_misses) (contest-window $(fig window))"
+    lat="$(fig rep_min_us) / $(fig rep_median_us) / $(fig rep_p90_us) / $(fig rep_p99_us)"
+    row "  latency min / median / p90 / p99 / max" "$lat / $(fig rep_max_us) us"
+    row "  deletes sent / kernel token writes / drifts tokend logged" \
+        "$(fig rep_deletes) / $(fig rep_writes) / $(fig rep_noticed) (expected N / 2N / N)"
+    row "ip token set, one whole process, median of 100 (min-max)" \
+        "$(fig ipset_median) us ($(fig ipset_min)-$(fig ipset_max))"
+    row "start, $n tokens to write: tokend exec -> READY=1" "$(fig_ms cold)"
+    row "ip -n NS -batch, $n token set lines, whole process" "$(fig_ms batch)"
+    row "ratio ip -batch / tokend (medians)" "$ratio"
+    row "restart, $n tokens already right: tokend exec -> READY=1" \
+        "$(fig_ms warm), $(fig warm_writes) token writes (kernel)"
+    row "start, $TOKENS_N tokens declared ($n to write): exec -> READY=1" "$(fig_ms many)"
+    row "tokend VmRSS: no token / $TOKENS_N tokens declared" \
+        "$(fig rss_tok0) kB / $(fig rss_tokn) kB (VmHWM $(fig hwm_tokn) kB)"
+    row "  per 1,000 tokens ((RSS - RSS with none) / $TOKENS_N * 1000)" "$(fig rss_tok_per1k) kB"
+}
 
 # --- 3. installing IPsec associations, inside User-Mode Linux -----------------
 # The host kernel has no ESP: bench/sa_install.sh runs its scenario in UML
@@ -488,8 +610,9 @@ if [ ! -x "${UML_LINUX:-/usr/bin/linux.uml}" ]; then
     echo "      SA install benchmark (bench/sa_install.sh) did not run"
     echo "************************************************************************"
 else
-    BENCH_BUILD_DIR=$BUILD SA_BENCH_SKIP_BUILD=1 bash "$SRC/bench/sa_install.sh"
-    case $? in
+    BENCH_BUILD_DIR=$BUILD SA_BENCH_SKIP_BUILD=1 bash "$SRC/bench/sa_install.sh" 2>&1 |
+        tee "$TMP/sa_install.out"
+    case ${PIPESTATUS[0]} in
         0) ;;
         77) echo "SKIP: the IPsec SA install benchmark skipped itself (see above)" ;;
         3) broke "SA install benchmark: tokend left the kernel wrong (see its WRONG lines)" ;;
@@ -500,12 +623,47 @@ fi
 # --- 4. key rotation at scale, inside User-Mode Linux ---------------------------
 echo
 echo "== 4. 1,000 associations rotating in one period (bench/rotation.sh, inside User-Mode Linux)"
-BENCH_BUILD_DIR=$BUILD ROT_BENCH_SKIP_BUILD=1 bash "$SRC/bench/rotation.sh"
-case $? in
+BENCH_BUILD_DIR=$BUILD ROT_BENCH_SKIP_BUILD=1 bash "$SRC/bench/rotation.sh" 2>&1 | tee "$TMP/rotation.out"
+case ${PIPESTATUS[0]} in
     0) ;;
     77) echo "SKIP: the rotation benchmark skipped itself (see above)" ;;
     *) broke "rotation benchmark failed (bench/rotation.sh)" ;;
 esac
+
+# --- 5. associations at scale, inside User-Mode Linux ----------------------------
+echo
+echo "== 5. associations at scale: memory, show --json, batching (bench/sa_scale.sh, inside UML)"
+BENCH_BUILD_DIR=$BUILD SCALE_SKIP_BUILD=1 bash "$SRC/bench/sa_scale.sh" 2>&1 | tee "$TMP/sa_scale.out"
+case ${PIPESTATUS[0]} in
+    0) ;;
+    77) echo "SKIP: the scale benchmark skipped itself (see above)" ;;
+    *) broke "scale benchmark failed (bench/sa_scale.sh)" ;;
+esac
+
+# --- one summary ---------------------------------------------------------------
+# pick FILE FROM TO: the summary rows of a sub-benchmark, from the line
+# matching FROM up to (not including) the line matching TO.
+pick() {
+    [ -f "$1" ] || { echo "  (did not run)"; return; }
+    awk -v a="$2" -v b="$3" '$0 ~ a { on = 1; next } on && b != "" && $0 ~ b { on = 0 } on' "$1" |
+        grep -v '^load average' | sed 's/^/  /'
+}
+echo
+echo "================================================================================"
+echo "== summary$([ "$QUICK" = 1 ] && echo " (short form: small counts, figures not comparable with the full run)")"
+echo "machine: $MACHINE"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+row "benchmark" "figure"
+token_summary
+echo "(token start figures: median of $RUNS runs after 1 warm-up run, min-max in brackets, then"
+echo " the median CPU time, user + system, of the process; for tokend over its whole life)"
+echo "IPsec install, inside UML (bench/sa_install.sh):"
+pick "$TMP/sa_install.out" '^benchmark +figure' '^what tokend left'
+echo "key rotation, inside UML (bench/rotation.sh):"
+pick "$TMP/rotation.out" '^== rotation benchmark' ''
+echo "associations at scale, inside UML (bench/sa_scale.sh):"
+pick "$TMP/sa_scale.out" '^load average at end' ''
+echo "run.sh: $([ "$BROKEN" -eq 0 ] && echo "nothing broke" || echo "SOMETHING BROKE (see above)")"
 
 [ "$BROKEN" -eq 0 ] || { echo "run.sh: something broke (see above)" >&2; exit 1; }
 exit 0

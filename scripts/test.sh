@@ -3,8 +3,8 @@
 # (warnings are errors), runs the unit tests plainly, under ASan+UBSan and
 # under valgrind, the libFuzzer harnesses briefly, then the integration tests
 # on the real kernel in private network namespaces (and once more with the
-# daemon under ASan+UBSan) and the IPsec tests in User-Mode Linux. Run as
-# root on Debian 12.
+# daemon under ASan+UBSan) and the IPsec tests in User-Mode Linux, then the
+# benchmarks in their short form. Run as root on Debian 12.
 set -eu
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -51,3 +51,10 @@ ctest --test-dir build --output-on-failure
 step "integration tests with the daemon under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan -L integration -E 'valgrind|sandbox|install' --output-on-failure
+
+# The performance suite in its short form: small counts, figures printed,
+# never a pass/fail on speed; it fails only when something broke (tokend
+# not coming up, the kernel left wrong). `bash bench/run.sh` is the full
+# suite (docs/performance.md).
+step "benchmarks, short form (bench/run.sh --quick)"
+bash bench/run.sh --quick

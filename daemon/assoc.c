@@ -1866,6 +1866,8 @@ static void peer_moved(struct assocs *m, struct assoc *a, uint64_t gen, uint32_t
 	m->need_save = true;
 }
 
+static void ohist_forget(struct assocs *m, const struct orphan *o);
+
 static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 {
 	uint32_t number;
@@ -1889,6 +1891,11 @@ static void sa_seen(struct assocs *m, const struct xfrm_sa *sa, bool update)
 		m->any_dirty = true;
 		return;
 	}
+	if (m->n_ohist)
+		ohist_forget(m, &(struct orphan){.sa = {.family = sa->family,
+							.dst = sa->dst,
+							.spi = sa->spi,
+							.reqid = sa->reqid}});
 	o = obs_find(a, sa->spi);
 	if (!o) {
 		o = obs_add(a);
@@ -2055,6 +2062,8 @@ void assocs_policy_seen(struct assocs *m, const struct xfrm_policy *p)
 		m->any_dirty = true;
 		return;
 	}
+	if (m->n_ohist)
+		ohist_forget(m, &(struct orphan){.is_policy = true, .policy = *p});
 	a->pol[d] = *p;
 	a->pol_seen[d] = true;
 	mark(m, a);
@@ -2690,6 +2699,20 @@ static struct orphan_hist *ohist_find(struct assocs *m, const struct orphan *o, 
 		return h;
 	}
 	return NULL;
+}
+
+/* An SA or policy that an association tokend holds has (again) is not an
+ * orphan that someone else keeps putting back: tokend put it there itself,
+ * a runtime association deleted and added again, say. Its removals so far
+ * are forgotten; counted on, they would make the next delete of that
+ * association leave its objects in the kernel as "contested". */
+static void ohist_forget(struct assocs *m, const struct orphan *o)
+{
+	for (size_t i = 0; i < m->n_ohist;)
+		if (orphan_same(&m->ohist[i].id, o))
+			m->ohist[i] = m->ohist[--m->n_ohist];
+		else
+			i++;
 }
 
 static void ohist_note_removal(struct assocs *m, const struct assoc_action *act, uint64_t now)

@@ -472,6 +472,35 @@ START_TEST(test_orphan_removed_now_and_then_is_always_removed)
 }
 END_TEST
 
+/* A runtime association deleted and added again, over and over (a client
+ * that cycles one): each delete removes its policies and SAs, every time.
+ * Tokend's own objects coming back with the association are no orphan that
+ * another manager keeps installing. */
+START_TEST(test_association_readded_is_no_returning_orphan)
+{
+	struct assoc_def d = def("web", 7);
+
+	synced_empty_kernel();
+	for (int k = 0; k < 6; k++) {
+		struct assoc_action *v;
+		int n;
+
+		ck_assert_int_eq(assocs_set_defs(m, &d, 1), 0);
+		converge(SEC);
+		ck_assert_int_eq(assocs_set_defs(m, NULL, 0), 0);
+		n = plan(SEC, false, &v);
+		ck_assert_msg(count_op(v, n, ASSOC_OP_DEL_POLICY) == 2,
+			      "delete %d removes %d policies, not 2", k + 1,
+			      count_op(v, n, ASSOC_OP_DEL_POLICY));
+		kernel_accepts(v, n);
+		assoc_actions_free(v, (size_t)n);
+		n = plan(SEC, false, &v);
+		ck_assert_int_eq(count_op(v, n, ASSOC_OP_DEL_POLICY), 0);
+		assoc_actions_free(v, (size_t)n);
+	}
+}
+END_TEST
+
 START_TEST(test_foreign_sa_on_computed_spi_is_a_conflict)
 {
 	struct assoc_def d = def("web", 7);
@@ -1514,6 +1543,7 @@ static Suite *assoc_suite(void)
 	tcase_add_test(tc, test_orphans_removed_foreign_untouched_released_kept);
 	tcase_add_test(tc, test_orphan_that_keeps_coming_back_is_left_alone);
 	tcase_add_test(tc, test_orphan_removed_now_and_then_is_always_removed);
+	tcase_add_test(tc, test_association_readded_is_no_returning_orphan);
 	tcase_add_test(tc, test_foreign_sa_on_computed_spi_is_a_conflict);
 	tcase_add_test(tc, test_keys_survive_a_growing_plan);
 	tcase_add_test(tc, test_def_checks);

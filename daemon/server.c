@@ -140,6 +140,10 @@ static int client_flush(struct client *c)
 	if (!c->monitoring)
 		c->server->queued -= c->out_off - before;
 	if (c->out_off == c->out_len) {
+		/* Sent: the buffer goes too (a listing may have made it many
+		 * MiB; an idle connection holds nothing). */
+		free(c->out);
+		c->out = NULL;
 		c->out_off = c->out_len = 0;
 		if (c->closing)
 			return -ECONNRESET;
@@ -156,6 +160,15 @@ static int client_queue(struct client *c, char *msg, size_t len)
 		return -ENOMEM;
 	if (c->oneway) {
 		free(msg);
+		return 0;
+	}
+	if (c->out_len == 0) { /* the usual case: the message becomes the buffer */
+		free(c->out);
+		c->out = msg;
+		c->out_off = 0;
+		c->out_len = len;
+		if (!c->monitoring)
+			c->server->queued += len;
 		return 0;
 	}
 	if (c->out_off > 0) {
@@ -850,9 +863,9 @@ static int on_accept_resume(sd_event_source *src, uint64_t usec, void *data)
 	return 0;
 }
 
-static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
+/* Accepts one connection: 1, or 0 when none waits (or accepting pauses). */
+static int accept_one(struct server *s, int fd)
 {
-	struct server *s = data;
 	struct client *c;
 	int cfd;
 
@@ -860,8 +873,10 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
 	if (cfd < 0) {
 		int e = errno;
 
-		if (e == EAGAIN || e == EINTR || e == ECONNABORTED)
+		if (e == EAGAIN || e == EINTR)
 			return 0;
+		if (e == ECONNABORTED)
+			return 1;
 		log_ratelimited(&s->accept_rl, LOG_WARNING, "accept on %s failed: %s%s", s->path,
 				strerror(e),
 				e == EMFILE || e == ENFILE
@@ -877,12 +892,12 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
 	}
 	if (s->n_clients >= s->opts.max_clients) {
 		refuse_busy(s, cfd);
-		return 0;
+		return 1;
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(cfd);
-		return 0;
+		return 1;
 	}
 	c->server = s;
 	c->fd = cfd;
@@ -897,9 +912,19 @@ static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
 	    sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
 			      on_client_timeout, c) < 0) {
 		client_free(c);
-		return 0;
+		return 1; /* that one is gone; others may wait */
 	}
 	sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+	return 1;
+}
+
+/* Every connection waiting in the backlog (up to a bound), not one per turn
+ * of the loop: with many busy clients, a turn takes long, and a new
+ * connection would wait for one turn per connection ahead of it. */
+static int on_accept(sd_event_source *src, int fd, uint32_t revents, void *data)
+{
+	for (int k = 0; k < 64 && accept_one(data, fd) > 0; k++)
+		;
 	return 0;
 }
 

@@ -1308,6 +1308,14 @@ int daemon_new(const struct daemon_options *o, struct daemon **ret)
 	if (r < 0)
 		goto fail;
 	d->state_file = path_join(state_dir, STORE_FILE_NAME);
+	if (d->state_file && !o->dry_run) {
+		/* Ours alone now (locked): what a killed save left is litter. */
+		int n = store_remove_temps(d->state_file);
+
+		if (n > 0)
+			log_info("removed %d temporary state file%s left by interrupted saves", n,
+				 n == 1 ? "" : "s");
+	}
 	r = tokens_new(&ts, &d->tokens);
 	if (r < 0)
 		goto fail;

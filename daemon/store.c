@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -666,6 +667,44 @@ static int fsync_dir(const char *dir)
 		r = -errno;
 	close(fd);
 	return r;
+}
+
+int store_remove_temps(const char *path)
+{
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+	size_t blen = strlen(base);
+	struct dirent *e;
+	int dfd, removed = 0;
+	DIR *dp;
+
+	if (!dir)
+		return -ENOMEM;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (dfd < 0)
+		return -errno;
+	dp = fdopendir(dfd);
+	if (!dp) {
+		int r = -errno;
+		close(dfd);
+		return r;
+	}
+	/* Exactly what store_save names them: "." base "." and mkostemp's six
+	 * characters; regular files only (lstat: a link is not followed). */
+	while ((e = readdir(dp))) {
+		struct stat st;
+
+		if (e->d_name[0] != '.' || strncmp(e->d_name + 1, base, blen) != 0 ||
+		    e->d_name[1 + blen] != '.' || strlen(e->d_name + 2 + blen) != 6)
+			continue;
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (unlinkat(dfd, e->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dp);
+	return removed;
 }
 
 int store_save(const char *path, const struct store_state *st, char **ret_error)

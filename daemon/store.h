@@ -64,6 +64,10 @@ int store_load(const char *path, struct store_state *ret, char **ret_error);
 /* Replace the file atomically. On failure the old file is intact, and
  * *ret_error names the file and the problem. */
 int store_save(const char *path, const struct store_state *st, char **ret_error);
+/* Removes the temporary files of saves that never finished (the daemon
+ * killed between writing and renaming): .BASE.XXXXXX beside path. Call with
+ * the state directory locked. Returns how many were removed, or -errno. */
+int store_remove_temps(const char *path);
 
 void store_state_free(struct store_state *st);
 

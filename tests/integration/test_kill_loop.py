@@ -126,7 +126,7 @@ def main():
         f.write("[tokend]\nlog-level = info\n")
     rng = random.Random(int(os.environ.get("TK_KILL_SEED", str(os.getpid()))))
     held = {}  # the model: interface -> token, from acknowledged changes
-    acked = calls = inflight_rounds = 0
+    acked = calls = inflight_rounds = temps_seen = 0
     for rnd in range(ROUNDS):
         p, s = start()
         deadline = time.monotonic() + rng.uniform(0, 0.12)
@@ -164,8 +164,15 @@ def main():
         s.close()
         if inflight:
             inflight_rounds += 1
+        leftovers = [n for n in os.listdir(STATE) if n.startswith(".state.json.")]
+        temps_seen += len(leftovers)
         # Restart and compare.
         p, s = start()
+        # (The new tokend may be saving right now: only the files the
+        # killed one left are looked for.)
+        left = [n for n in leftovers if os.path.exists(os.path.join(STATE, n))]
+        check("round %d: the restart removed the temporary files of interrupted saves: %s"
+              % (rnd, left), not left)
         r = call(s, "io.tokend.ListTokens", {})
         entries = [e for e in r["parameters"]["entries"] if e["source"] == "runtime"]
         names = [e["interface"] for e in entries]
@@ -198,8 +205,9 @@ def main():
         s.close()
         p.send_signal(signal.SIGTERM)
         p.wait()
-    print("ok - %d rounds, %d calls, %d acknowledged, %d kills with a request in flight"
-          % (ROUNDS, calls, acked, inflight_rounds) if not failed else
+    print("ok - %d rounds, %d calls, %d acknowledged, %d kills with a request in flight, "
+          "%d temporary files of interrupted saves removed at restart"
+          % (ROUNDS, calls, acked, inflight_rounds, temps_seen) if not failed else
           "FAIL - %d failures in %d rounds" % (failed, ROUNDS))
 
 

@@ -520,6 +520,60 @@ START_TEST(test_add_contains)
 }
 END_TEST
 
+/* What a save killed before its rename leaves is removed at start; nothing
+ * else is: not the state file, not other names, not links or directories. */
+START_TEST(test_remove_temps)
+{
+	static const char *const keep[] = {".state.json.toolong7", ".state.json.x",
+					   ".other.json.AbC123", "state.json.AbC123",
+					   ".state.jsonXAbC123"};
+	char p[256], target[256];
+	struct store_state st = {0};
+	struct in6_addr t = tok("::1");
+	struct stat sb;
+	char *err = NULL;
+	int fd;
+
+	ck_assert_int_eq(store_add(&st.tokens, &st.n_tokens, "veth0", &t), 0);
+	ck_assert_int_eq(store_save(state_path, &st, &err), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/.%s.Ab%04d", tmpdir, STORE_FILE_NAME, i);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+	}
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, keep[i]);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+	}
+	snprintf(target, sizeof(target), "%s/elsewhere", tmpdir);
+	fd = open(target, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/.%s.LNK123", tmpdir, STORE_FILE_NAME);
+	ck_assert_int_eq(symlink(target, p), 0);
+	snprintf(p, sizeof(p), "%s/.%s.DIR123", tmpdir, STORE_FILE_NAME);
+	ck_assert_int_eq(mkdir(p, 0700), 0);
+
+	ck_assert_int_eq(store_remove_temps(state_path), 3);
+	ck_assert_int_eq(store_remove_temps(state_path), 0);
+	ck_assert_int_eq(stat(state_path, &sb), 0);
+	ck_assert_int_eq(stat(target, &sb), 0);
+	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, keep[i]);
+		ck_assert_msg(stat(p, &sb) == 0, "%s was removed", keep[i]);
+	}
+	snprintf(p, sizeof(p), "%s/.%s.LNK123", tmpdir, STORE_FILE_NAME);
+	ck_assert_int_eq(lstat(p, &sb), 0);
+	snprintf(p, sizeof(p), "%s/.%s.DIR123", tmpdir, STORE_FILE_NAME);
+	ck_assert_int_eq(stat(p, &sb), 0);
+	ck_assert_int_eq(store_remove_temps("/nonexistent-dir/state.json"), -ENOENT);
+	store_state_free(&st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -543,6 +597,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_save_fails_keeps_old);
 	tcase_add_test(tc, test_save_mode);
 	tcase_add_test(tc, test_add_contains);
+	tcase_add_test(tc, test_remove_temps);
 	suite_add_tcase(s, tc);
 	return s;
 }

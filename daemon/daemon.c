@@ -186,9 +186,6 @@ static int commit_state(struct daemon *d, struct store_state *next, char **ret_e
 	return 0;
 }
 
-/* Every token the config may put into the kernel is recorded as owned
- * before anything is written, and runtime entries that the config now
- * declares give way to it. */
 /* The key of an owned entry in a map: interface and token. */
 static const char *owned_key(char *buf, size_t len, const char *ifname,
 			     const struct in6_addr *token)
@@ -200,6 +197,9 @@ static const char *owned_key(char *buf, size_t len, const char *ifname,
 	return buf;
 }
 
+/* Every token the config may put into the kernel is recorded as owned
+ * before anything is written, and runtime entries that the config now
+ * declares give way to it. */
 static int adopt_config_into_state(struct daemon *d)
 {
 	const struct store_state *cur = tokens_state(d->tokens);

@@ -339,7 +339,7 @@ static void print_usage(void)
 	      "                   is printed as {\"error\": ..., \"parameters\": ...}.\n"
 	      "                   show without dev prints the tokens' reply with an\n"
 	      "                   \"associations\" list added (empty when there are none)\n"
-	      "  --timeout SEC    give up after SEC seconds (default 10)\n"
+	      "  --timeout SEC    give up after SEC seconds without an answer (default 10)\n"
 	      "  -h, --help       show this help\n"
 	      "  --version        show the version\n"
 	      "\n"

@@ -454,7 +454,9 @@ static int send_all(int fd, const char *data, size_t len, long long deadline)
 
 /* Read until one whole message is buffered; *ret is malloc'd. What
  * follows it stays in rd for the next call. */
-static int recv_next(struct varlink_reader *rd, int fd, long long deadline, char **ret)
+/* idle_ms > 0: the deadline moves on by that much whenever bytes arrive (a
+ * long reply that keeps coming is not cut off). */
+static int recv_next(struct varlink_reader *rd, int fd, long long deadline, int idle_ms, char **ret)
 {
 	int r;
 
@@ -482,18 +484,20 @@ static int recv_next(struct varlink_reader *rd, int fd, long long deadline, char
 		r = varlink_reader_feed(rd, buf, (size_t)n);
 		if (r < 0)
 			break;
+		if (idle_ms > 0)
+			deadline = now_ms() + idle_ms;
 	}
 	return r < 0 ? r : 0;
 }
 
-static int recv_message(int fd, long long deadline, char **ret)
+static int recv_message(int fd, long long deadline, int idle_ms, char **ret)
 {
 	struct varlink_reader rd;
 	int r;
 
 	/* Replies (a long ListTokens) may exceed what a call may be. */
 	varlink_reader_init(&rd, VARLINK_MAX_MESSAGE * 64);
-	r = recv_next(&rd, fd, deadline, ret);
+	r = recv_next(&rd, fd, deadline, idle_ms, ret);
 	varlink_reader_free(&rd);
 	return r;
 }
@@ -545,7 +549,7 @@ int varlink_call_sync(int fd, const char *method, json_object *params, int timeo
 	 * and closes without reading: the send fails, but the reply is there. */
 	if (sent < 0 && sent != -EPIPE && sent != -ECONNRESET)
 		return sent;
-	r = recv_message(fd, deadline, &msg);
+	r = recv_message(fd, deadline, timeout_ms, &msg);
 	if (r < 0)
 		return sent < 0 ? sent : r;
 	r = parse_reply(msg, ret_reply, ret_error);
@@ -579,7 +583,7 @@ int varlink_stream_next(struct varlink_stream *st, int timeout_ms, json_object *
 
 	*ret_reply = NULL;
 	*ret_error = NULL;
-	r = recv_next(&st->rd, st->fd, deadline, &msg);
+	r = recv_next(&st->rd, st->fd, deadline, 0, &msg);
 	if (r < 0)
 		return r;
 	r = parse_reply(msg, ret_reply, ret_error);

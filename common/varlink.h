@@ -68,8 +68,9 @@ int varlink_connect(const char *path);
  * timeout_ms; a negative timeout waits as long as it takes. */
 int varlink_connect_timeout(const char *path, int timeout_ms);
 /* Send one call (takes ownership of params, which may be NULL) and wait for
- * its reply. On success *ret_reply is the whole reply object; *ret_error
- * points into it when the reply is an error. -ETIMEDOUT, -ECONNRESET when the
+ * its reply: timeout_ms for it to begin, and as long again after each part
+ * of it that arrives (a long listing is not cut off). On success *ret_reply is the whole reply
+ * object; *ret_error points into it when the reply is an error. -ETIMEDOUT, -ECONNRESET when the
  * server closed without replying, -EBADMSG when the reply is not a Varlink
  * reply (not a JSON object, "error" not a string, "parameters" not an
  * object), or another -errno. */

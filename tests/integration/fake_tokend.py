@@ -22,6 +22,9 @@ The scenario file (JSON) may hold:
              {"raw_hex": "7b00"}                 send these bytes as they are
              {"close": true}                     close without replying
              {"silent": true}                    never reply
+             {"trickle": {...}, "pieces": N, "every": S, "stop_after": K}
+                 send these parameters in N pieces, S seconds apart;
+                 with stop_after, only the first K pieces, then nothing
 --record appends every call received, one JSON object per line.
 """
 
@@ -33,6 +36,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 MAX_MESSAGE = 1024 * 1024
 
@@ -237,6 +241,15 @@ def override(conn, action):
         conn.sendall(action["raw"].encode() + b"\0")
     elif "raw_hex" in action:
         conn.sendall(bytes.fromhex(action["raw_hex"]))
+    elif "trickle" in action:
+        data = json.dumps({"parameters": action["trickle"]}).encode() + b"\0"
+        n = max(1, int(action.get("pieces", 10)))
+        step = (len(data) + n - 1) // n
+        for i in range(n):
+            if "stop_after" in action and i >= action["stop_after"]:
+                threading.Event().wait()
+            conn.sendall(data[i * step:(i + 1) * step])
+            time.sleep(float(action.get("every", 0.1)))
     elif action.get("silent"):
         threading.Event().wait()
     return not action.get("close")

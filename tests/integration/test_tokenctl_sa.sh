@@ -491,6 +491,32 @@ usage_error "resume sa" 'resume takes no "sa"' resume sa
 usage_error "status sa" 'status takes no "sa"' status sa
 usage_error "set sa" 'set takes no "sa"' set sa x
 
+# --- a long reply: --timeout is for silence, not for the whole reply ------------------
+
+# ListAssociations answered in 10 pieces 0.3 s apart (3 s in all) with
+# --timeout 1: every piece comes within the timeout, so it is waited for.
+BIG=$(python3 -c 'import json; print(json.dumps({"associations": [{"name": "a%d" % i} for i in range(2000)]}))')
+start_fake <<EOF || exit 1
+{"replies": {"io.tokend.ListAssociations": {"trickle": $BIG, "pieces": 10, "every": 0.3}}}
+EOF
+start=$(date +%s%N)
+run "$TOKENCTL" --socket "$SOCK" --timeout 1 --json show sa
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+check "slow long reply, --timeout 1: exit 0 after ${took} ms ($ERR)" [ "$RC" -eq 0 ]
+count=$(python3 -c 'import json, sys; print(len(json.load(sys.stdin)["associations"]))' <<<"$OUT" 2>/dev/null)
+check "slow long reply: all 2000 associations printed ($count)" [ "$count" = 2000 ]
+# The same reply stopping after 3 pieces: given up a timeout after the last.
+start_fake <<EOF || exit 1
+{"replies": {"io.tokend.ListAssociations": {"trickle": $BIG, "pieces": 10, "every": 0.3, "stop_after": 3}}}
+EOF
+start=$(date +%s%N)
+run "$TOKENCTL" --socket "$SOCK" --timeout 1 show sa
+took=$(( ($(date +%s%N) - start) / 1000000 ))
+check "reply stopping halfway: exit 1 ($RC)" [ "$RC" -eq 1 ]
+check "reply stopping halfway: given up about 1 s after the last piece (${took} ms)" \
+    [ "$took" -ge 1500 -a "$took" -lt 6000 ]
+check "reply stopping halfway: says no reply came ($ERR)" has 'no reply' "$ERR"
+
 # --- help ----------------------------------------------------------------------------
 
 run "$TOKENCTL" --socket "$NOSOCK" help

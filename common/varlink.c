@@ -262,12 +262,25 @@ static size_t utf8_seq_len(const unsigned char *p)
  * client. Such bytes can only sit inside strings (the rest is ASCII), where
  * each becomes \u00XX. The result is malloc'd with its NUL; *ret_len counts
  * the NUL. */
-static char *utf8_clean_dup(const char *s, size_t *ret_len)
+static char *utf8_clean_dup(const char *s, size_t n, size_t *ret_len)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t n = strlen(s), bad = 0, k;
+	size_t bad = 0, k;
+	unsigned char high = 0;
 	char *out, *o;
 
+	/* Nearly always plain ASCII: one quick pass finds out, and the text
+	 * is copied as it is. */
+	for (size_t i = 0; i < n; i++)
+		high |= p[i];
+	if (!(high & 0x80)) {
+		out = malloc(n + 1);
+		if (!out)
+			return NULL;
+		memcpy(out, s, n + 1);
+		*ret_len = n + 1;
+		return out;
+	}
 	for (size_t i = 0; i < n; i += k)
 		if ((k = utf8_seq_len(p + i)) == 0) {
 			bad++;
@@ -296,13 +309,14 @@ static char *serialize(json_object *msg, size_t *ret_len)
 {
 	const char *s;
 	char *out = NULL;
+	size_t n = 0;
 
 	if (!msg)
 		return NULL;
-	s = json_object_to_json_string_ext(msg,
-					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	s = json_object_to_json_string_length(
+	    msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
 	if (s)
-		out = utf8_clean_dup(s, ret_len);
+		out = utf8_clean_dup(s, n, ret_len);
 	json_object_put(msg);
 	return out;
 }
